@@ -1,0 +1,9 @@
+//! hlfp: High-Level Feature Parallelization vision models, audio cues and guided search.
+//!
+//! The library is pure: no ROS, no devices, no clock. I/O lives in the binaries and behind
+//! cargo features (`ros2`, `camera`, `mic`, `cuda`).
+
+pub mod error;
+pub mod model;
+
+pub use error::{Error, Result};

@@ -1,0 +1,32 @@
+//! `hlfp`: the command line for HLFP models, audio cues and guided search (no ROS needed).
+
+mod cli;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "hlfp", version, about = "HLFP vision models with cutouts and gains, audio cues and guided search")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Parameters and MACs of a variant, class count and cutout.
+    Cost(cli::cost::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Cost(args) => cli::cost::run(args),
+    }
+}

@@ -1,0 +1,4 @@
+//! HLFP and ResNet models: architecture configs, cost accounting, forward passes, weights I/O.
+pub mod config;
+
+pub use config::{Architecture, BlockSpec, LayerSpec, ModelConfig, SuperclassMap, Variant};
