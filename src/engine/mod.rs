@@ -1,0 +1,3 @@
+//! The fast CPU inference engine: BatchNorm-folded convolutions run as GEMMs (see `conv`).
+
+pub mod conv;
