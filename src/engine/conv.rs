@@ -65,7 +65,18 @@ pub struct Scratch {
 /// Run `c = a * b` with row-major `a: [m, k]`, `b: [k, n]`, `c: [m, n]`, each with its own row
 /// stride.
 #[allow(clippy::too_many_arguments)]
-fn sgemm(m: usize, n: usize, k: usize, a: &[f32], lda: usize, b: &[f32], ldb: usize, c: &mut [f32], ldc: usize, par: Parallelism) {
+fn sgemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+    par: Parallelism,
+) {
     debug_assert!(a.len() >= (m - 1) * lda + k);
     debug_assert!(b.len() >= (k - 1) * ldb + n);
     debug_assert!(c.len() >= (m - 1) * ldc + n);
@@ -107,7 +118,12 @@ fn parallelism(threads: usize) -> Parallelism {
 impl FoldedConv {
     /// Build from folded weights, checking their sizes.
     pub fn new(spec: ConvSpec, weight: Vec<f32>, bias: Vec<f32>) -> Result<Self> {
-        if spec.groups == 0 || spec.in_c % spec.groups != 0 || spec.out_c % spec.groups != 0 || spec.kernel == 0 || spec.stride == 0 {
+        if spec.groups == 0
+            || spec.in_c % spec.groups != 0
+            || spec.out_c % spec.groups != 0
+            || spec.kernel == 0
+            || spec.stride == 0
+        {
             return Err(Error::Config(format!("invalid conv spec {spec:?}")));
         }
         if weight.len() != spec.out_c * spec.k_per_group() || bias.len() != spec.out_c {
@@ -137,16 +153,29 @@ impl FoldedConv {
     ) -> Result<(usize, usize)> {
         let s = &self.spec;
         if x.len() != s.in_c * h * w {
-            return Err(Error::BadInput(format!("conv input has {} values, expected {}x{}x{}", x.len(), s.in_c, h, w)));
+            return Err(Error::BadInput(format!(
+                "conv input has {} values, expected {}x{}x{}",
+                x.len(),
+                s.in_c,
+                h,
+                w
+            )));
         }
         if h + 2 * s.pad < s.kernel || w + 2 * s.pad < s.kernel {
-            return Err(Error::BadInput(format!("conv input {h}x{w} is smaller than its {}x{} kernel", s.kernel, s.kernel)));
+            return Err(Error::BadInput(format!(
+                "conv input {h}x{w} is smaller than its {}x{} kernel",
+                s.kernel, s.kernel
+            )));
         }
         let (ho, wo) = s.out_hw(h, w);
         let p = ho * wo;
         if let Some(r) = residual {
             if r.len() != s.out_c * p {
-                return Err(Error::BadInput(format!("residual has {} values, expected {}", r.len(), s.out_c * p)));
+                return Err(Error::BadInput(format!(
+                    "residual has {} values, expected {}",
+                    r.len(),
+                    s.out_c * p
+                )));
             }
         }
         out.resize(s.out_c * p, 0.0);
@@ -162,14 +191,28 @@ impl FoldedConv {
         };
 
         if s.groups == 1 {
-            sgemm(s.out_c, p, kg, &self.weight, kg, cols, p, out, p, parallelism(threads));
+            sgemm(
+                s.out_c,
+                p,
+                kg,
+                &self.weight,
+                kg,
+                cols,
+                p,
+                out,
+                p,
+                parallelism(threads),
+            );
         } else {
             // Many small independent GEMMs: spread the groups over the threads.
-            out.par_chunks_mut(og * p).enumerate().with_min_len(s.groups.div_ceil(threads.max(1))).for_each(|(g, o)| {
-                let wg = &self.weight[g * og * kg..(g + 1) * og * kg];
-                let bg = &cols[g * cg * s.kernel * s.kernel * p..];
-                sgemm(og, p, kg, wg, kg, bg, p, o, p, Parallelism::None);
-            });
+            out.par_chunks_mut(og * p)
+                .enumerate()
+                .with_min_len(s.groups.div_ceil(threads.max(1)))
+                .for_each(|(g, o)| {
+                    let wg = &self.weight[g * og * kg..(g + 1) * og * kg];
+                    let bg = &cols[g * cg * s.kernel * s.kernel * p..];
+                    sgemm(og, p, kg, wg, kg, bg, p, o, p, Parallelism::None);
+                });
         }
         epilogue(out, &self.bias, residual, relu, p);
         Ok((ho, wo))
@@ -184,7 +227,9 @@ fn epilogue(out: &mut [f32], bias: &[f32], residual: Option<&[f32]>, relu: bool,
             Some(r) => {
                 let r = &r[o * p..(o + 1) * p];
                 if relu {
-                    row.iter_mut().zip(r).for_each(|(v, r)| *v = (*v + b + r).max(0.0));
+                    row.iter_mut()
+                        .zip(r)
+                        .for_each(|(v, r)| *v = (*v + b + r).max(0.0));
                 } else {
                     row.iter_mut().zip(r).for_each(|(v, r)| *v += b + r);
                 }
@@ -199,15 +244,30 @@ fn epilogue(out: &mut [f32], bias: &[f32], residual: Option<&[f32]>, relu: bool,
         }
     };
     if out.len() >= 1 << 16 {
-        out.par_chunks_mut(p).zip(bias.par_iter()).enumerate().for_each(work);
+        out.par_chunks_mut(p)
+            .zip(bias.par_iter())
+            .enumerate()
+            .for_each(work);
     } else {
-        out.chunks_mut(p).zip(bias.iter()).enumerate().for_each(work);
+        out.chunks_mut(p)
+            .zip(bias.iter())
+            .enumerate()
+            .for_each(work);
     }
 }
 
 /// im2col: `cols[(c*k + ky)*k + kx, oy*wo + ox] = x[c, oy*s + ky - pad, ox*s + kx - pad]` (0 outside).
 #[allow(clippy::too_many_arguments)]
-fn im2col(x: &[f32], s: &ConvSpec, h: usize, w: usize, ho: usize, wo: usize, cols: &mut [f32], threads: usize) {
+fn im2col(
+    x: &[f32],
+    s: &ConvSpec,
+    h: usize,
+    w: usize,
+    ho: usize,
+    wo: usize,
+    cols: &mut [f32],
+    threads: usize,
+) {
     let k = s.kernel;
     let p = ho * wo;
     let fill = |(row_idx, row): (usize, &mut [f32])| {
@@ -228,12 +288,20 @@ fn im2col(x: &[f32], s: &ConvSpec, h: usize, w: usize, ho: usize, wo: usize, col
                 let off = kx as isize - s.pad as isize;
                 for (ox, d) in dst.iter_mut().enumerate() {
                     let ix = ox as isize + off;
-                    *d = if ix >= 0 && ix < w as isize { src[ix as usize] } else { 0.0 };
+                    *d = if ix >= 0 && ix < w as isize {
+                        src[ix as usize]
+                    } else {
+                        0.0
+                    };
                 }
             } else {
                 for (ox, d) in dst.iter_mut().enumerate() {
                     let ix = (ox * s.stride + kx) as isize - s.pad as isize;
-                    *d = if ix >= 0 && ix < w as isize { src[ix as usize] } else { 0.0 };
+                    *d = if ix >= 0 && ix < w as isize {
+                        src[ix as usize]
+                    } else {
+                        0.0
+                    };
                 }
             }
         }
@@ -286,10 +354,14 @@ mod tests {
 
     fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
         // Small LCG: deterministic, no dependency on rand's stream stability.
-        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (0..n)
             .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
             })
             .collect()
@@ -307,15 +379,38 @@ mod tests {
         let mut out = Vec::new();
         let mut scratch = Scratch::default();
         let got = conv
-            .forward_into(&x, h, w, residual.then_some(&r[..]), relu, threads, &mut scratch, &mut out)
+            .forward_into(
+                &x,
+                h,
+                w,
+                residual.then_some(&r[..]),
+                relu,
+                threads,
+                &mut scratch,
+                &mut out,
+            )
             .unwrap();
         assert_eq!(got, (ho, wo));
 
         let dev = Device::Cpu;
         let xt = Tensor::from_vec(x, (1, spec.in_c, h, w), &dev).unwrap();
-        let wt = Tensor::from_vec(wt, (spec.out_c, spec.in_c / spec.groups, spec.kernel, spec.kernel), &dev).unwrap();
+        let wt = Tensor::from_vec(
+            wt,
+            (
+                spec.out_c,
+                spec.in_c / spec.groups,
+                spec.kernel,
+                spec.kernel,
+            ),
+            &dev,
+        )
+        .unwrap();
         let bt = Tensor::from_vec(b, (1, spec.out_c, 1, 1), &dev).unwrap();
-        let mut y = xt.conv2d(&wt, spec.pad, spec.stride, 1, spec.groups).unwrap().broadcast_add(&bt).unwrap();
+        let mut y = xt
+            .conv2d(&wt, spec.pad, spec.stride, 1, spec.groups)
+            .unwrap()
+            .broadcast_add(&bt)
+            .unwrap();
         if residual {
             y = (y + Tensor::from_vec(r, (1, spec.out_c, ho, wo), &dev).unwrap()).unwrap();
         }
@@ -323,13 +418,24 @@ mod tests {
             y = y.relu().unwrap();
         }
         let want = y.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let max = want.iter().zip(&out).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        let max = want
+            .iter()
+            .zip(&out)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
         assert!(max < 1e-4, "{spec:?} {h}x{w}: max diff {max}");
     }
 
     #[test]
     fn matches_candle_conv2d_on_resnet_shapes() {
-        let c = |in_c, out_c, kernel, stride, pad, groups| ConvSpec { in_c, out_c, kernel, stride, pad, groups };
+        let c = |in_c, out_c, kernel, stride, pad, groups| ConvSpec {
+            in_c,
+            out_c,
+            kernel,
+            stride,
+            pad,
+            groups,
+        };
         check(c(3, 8, 7, 2, 3, 1), 33, 31, false, true, 2); // stem, odd sizes
         check(c(16, 8, 1, 1, 0, 1), 9, 9, false, true, 1); // pointwise
         check(c(16, 32, 1, 2, 0, 1), 9, 9, false, false, 2); // strided projection shortcut
@@ -342,15 +448,28 @@ mod tests {
 
     #[test]
     fn bad_shapes_are_errors() {
-        let spec = ConvSpec { in_c: 4, out_c: 4, kernel: 3, stride: 1, pad: 1, groups: 2 };
+        let spec = ConvSpec {
+            in_c: 4,
+            out_c: 4,
+            kernel: 3,
+            stride: 1,
+            pad: 1,
+            groups: 2,
+        };
         assert!(FoldedConv::new(spec, vec![0.0; 3], vec![0.0; 4]).is_err());
-        assert!(FoldedConv::new(ConvSpec { groups: 3, ..spec }, vec![0.0; 48], vec![0.0; 4]).is_err());
+        assert!(
+            FoldedConv::new(ConvSpec { groups: 3, ..spec }, vec![0.0; 48], vec![0.0; 4]).is_err()
+        );
         let conv = FoldedConv::new(spec, vec![0.0; 4 * 2 * 9], vec![0.0; 4]).unwrap();
         let mut out = Vec::new();
         let mut s = Scratch::default();
-        let err = conv.forward_into(&[0.0; 10], 3, 3, None, true, 1, &mut s, &mut out).unwrap_err();
+        let err = conv
+            .forward_into(&[0.0; 10], 3, 3, None, true, 1, &mut s, &mut out)
+            .unwrap_err();
         assert!(err.to_string().contains("expected 4x3x3"), "{err}");
-        assert!(conv.forward_into(&[0.0; 36], 3, 3, Some(&[0.0; 5]), true, 1, &mut s, &mut out).is_err());
+        assert!(conv
+            .forward_into(&[0.0; 36], 3, 3, Some(&[0.0; 5]), true, 1, &mut s, &mut out)
+            .is_err());
     }
 
     #[test]
