@@ -2,5 +2,6 @@
 
 pub mod conv;
 pub mod net;
+pub mod random;
 
 pub use net::{EngineModel, WeightSource};
