@@ -4,6 +4,7 @@
 //! cargo features (`ros2`, `camera`, `mic`, `cuda`).
 
 pub mod engine;
+pub mod audio;
 pub mod error;
 pub mod model;
 
