@@ -6,6 +6,7 @@
 pub mod engine;
 pub mod audio;
 pub mod error;
+pub mod guidance;
 pub mod model;
 
 pub use error::{Error, Result};
