@@ -4,6 +4,7 @@
 //! cargo features (`ros2`, `camera`, `mic`, `cuda`).
 
 pub mod error;
+pub mod guidance;
 pub mod model;
 pub mod vision;
 
