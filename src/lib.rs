@@ -8,5 +8,6 @@ pub mod audio;
 pub mod error;
 pub mod guidance;
 pub mod model;
+pub mod vision;
 
 pub use error::{Error, Result};

@@ -1,0 +1,2 @@
+//! Images: raw buffer decoding (encodings) and preprocessing for the models.
+pub mod encoding;
