@@ -3,8 +3,8 @@
 //! The library is pure: no ROS, no devices, no clock. I/O lives in the binaries and behind
 //! cargo features (`ros2`, `camera`, `mic`, `cuda`).
 
-pub mod engine;
 pub mod audio;
+pub mod engine;
 pub mod error;
 pub mod guidance;
 pub mod model;
