@@ -12,3 +12,7 @@ pub use infer::InferenceModel;
 pub use net::{probabilities, HlfpModel, Trace};
 pub use selection::Selection;
 pub use spec::{NetSpec, TensorSpec};
+pub mod cost;
+
+pub use config::{Architecture, BlockSpec, LayerSpec, ModelConfig, SuperclassMap, Variant};
+pub use cost::{cost, Cost, CostBreakdown, PartCost};
