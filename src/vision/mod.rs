@@ -1,0 +1,4 @@
+//! Vision: inference preprocessing of frames and training augmentation.
+
+pub mod augment;
+pub mod preprocess;
