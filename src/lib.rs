@@ -5,6 +5,7 @@
 
 pub mod audio;
 pub mod engine;
+pub mod data;
 pub mod error;
 pub mod guidance;
 pub mod model;
