@@ -1,6 +1,6 @@
-//! Images: raw buffer decoding (encodings) and preprocessing for the models.
-pub mod encoding;
-//! Vision: inference preprocessing of frames and training augmentation.
+//! Vision: raw image buffer decoding (ROS encodings), inference preprocessing of frames, and
+//! training augmentation.
 
 pub mod augment;
+pub mod encoding;
 pub mod preprocess;
