@@ -295,13 +295,17 @@ element), ReLU and pooling twice over, exactly as `ptflops` 0.7 (default PyTorch
         s += &md_row(
             "hlfp-small",
             k,
-            &format!("{} branches", active.len()),
+            &format!(
+                "{} branch{}",
+                active.len(),
+                if active.len() == 1 { "" } else { "es" }
+            ),
             &c,
             paper,
         );
     }
     let late = row_cost(Variant::HlfpLateSp, 10, None, Some(&last(5, 10)))?;
-    s += &md_row("hlfp-late-sp", 10, "5 branches", &late, "");
+    s += &md_row("hlfp-late-sp", 10, "5 branches", &late, "-");
     let map = split_superclass_map(100, 68, 20, 17, 52)?;
     for (active, label, paper) in [
         (
