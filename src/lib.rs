@@ -6,5 +6,6 @@
 pub mod error;
 pub mod guidance;
 pub mod model;
+pub mod pipeline;
 
 pub use error::{Error, Result};
