@@ -10,5 +10,6 @@ pub mod error;
 pub mod guidance;
 pub mod model;
 pub mod vision;
+pub mod pipeline;
 
 pub use error::{Error, Result};
