@@ -185,7 +185,21 @@ impl Source for MmapFile {
             Tensor::from_raw_buffer(&buf, dtype, &out_shape, &self.device)
                 .and_then(|t| t.to_dtype(DType::F32))
         };
-        t.map_err(|e| self.err(format!("tensor `{name}`: {e}")))
+        let t = t.map_err(|e| self.err(format!("tensor `{name}`: {e}")))?;
+        // The bytes are copied; drop the mapped pages so resident memory tracks what was loaded,
+        // not what was read (a read-only file mapping re-reads from the file if touched again).
+        #[cfg(unix)]
+        if data.len() >= 1 << 20 {
+            // SAFETY: MADV_DONTNEED on a read-only, file-backed mapping only discards cached pages.
+            let _ = unsafe {
+                self.mmap.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    start,
+                    data.len(),
+                )
+            };
+        }
+        Ok(t)
     }
 }
 
