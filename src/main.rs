@@ -19,6 +19,8 @@ struct Cli {
 enum Command {
     /// Parameters and MACs of a variant, class count and cutout.
     Cost(cli::cost::Args),
+    /// Batch-1 CPU latency of ResNet50 and HLFP-small cutouts, or peak RSS of a cutout load (--memory).
+    Bench(cli::bench::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -32,5 +34,6 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Cost(args) => cli::cost::run(args),
+        Command::Bench(args) => cli::bench::run(args),
     }
 }
