@@ -4,12 +4,12 @@
 //! cargo features (`ros2`, `camera`, `mic`, `cuda`).
 
 pub mod audio;
-pub mod engine;
 pub mod data;
+pub mod engine;
 pub mod error;
 pub mod guidance;
 pub mod model;
-pub mod vision;
 pub mod pipeline;
+pub mod vision;
 
 pub use error::{Error, Result};
