@@ -110,6 +110,19 @@ impl MmapFile {
         self.meta.tensors().into_keys().collect()
     }
 
+    /// The shape of tensor `name` as stored, if the file has it.
+    pub fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        self.meta.info(name).map(|i| i.shape.clone())
+    }
+
+    /// Read the whole tensor `name` (f16/bf16 converted to f32) on the file's device.
+    pub fn tensor(&self, name: &str) -> Result<Tensor> {
+        let shape = self
+            .shape(name)
+            .ok_or_else(|| self.err(format!("missing tensor `{name}`")))?;
+        self.fetch(name, &shape, None)
+    }
+
     fn err(&self, msg: String) -> Error {
         Error::Weights {
             path: self.path.clone(),
