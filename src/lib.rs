@@ -6,6 +6,7 @@
 pub mod data;
 pub mod error;
 pub mod model;
+pub mod train;
 pub mod vision;
 
 pub use error::{Error, Result};

@@ -19,6 +19,8 @@ struct Cli {
 enum Command {
     /// Parameters and MACs of a variant, class count and cutout.
     Cost(cli::cost::Args),
+    /// Train a model on an ImageFolder (checkpoints, resume, metrics log).
+    Train(cli::train::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -32,5 +34,6 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Cost(args) => cli::cost::run(args),
+        Command::Train(args) => cli::train::run(args),
     }
 }

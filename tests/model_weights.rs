@@ -9,8 +9,13 @@ use hlfp::model::{weights, HlfpModel, InferenceModel, ModelConfig, Selection, Va
 use model_util::*;
 use std::collections::HashMap;
 
-const VARIANTS: [Variant; 5] =
-    [Variant::HlfpSmall, Variant::HlfpNested, Variant::HlfpLateBigSp, Variant::Hlfp1bLateSp, Variant::Resnet50];
+const VARIANTS: [Variant; 5] = [
+    Variant::HlfpSmall,
+    Variant::HlfpNested,
+    Variant::HlfpLateBigSp,
+    Variant::Hlfp1bLateSp,
+    Variant::Resnet50,
+];
 
 #[test]
 fn folded_inference_equals_batchnorm_path() {
@@ -20,7 +25,10 @@ fn folded_inference_equals_batchnorm_path() {
         let m = model(&c, 11);
         let inf = InferenceModel::from_model(&m, None).unwrap();
         let gains = [1.0, 1.7, 0.4, 1.0];
-        for sel in [Selection::all(&c), Selection::from_indices(&c, &[0, 2]).unwrap()] {
+        for sel in [
+            Selection::all(&c),
+            Selection::from_indices(&c, &[0, 2]).unwrap(),
+        ] {
             let a = m.forward(&x, &sel, &gains).unwrap();
             let b = inf.forward(&x, &sel, &gains).unwrap();
             let d = max_diff(&a, &b);
@@ -41,12 +49,20 @@ fn save_then_load_file_round_trips() {
         let sel = Selection::all(&c);
         let want = m.forward(&x, &sel, &[]).unwrap();
         // Autograd path from the memory-mapped file.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&path], DType::F32, &Device::Cpu) }.unwrap();
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&path], DType::F32, &Device::Cpu) }
+            .unwrap();
         let again = HlfpModel::load(&c, vb).unwrap();
-        assert_eq!(max_diff(&want, &again.forward(&x, &sel, &[]).unwrap()), 0.0, "{v}");
+        assert_eq!(
+            max_diff(&want, &again.forward(&x, &sel, &[]).unwrap()),
+            0.0,
+            "{v}"
+        );
         // Folded path from the file.
         let inf = InferenceModel::load_file(&path, &c, None, &Device::Cpu).unwrap();
-        assert!(max_diff(&want, &inf.forward(&x, &sel, &[]).unwrap()) < 1e-4, "{v}");
+        assert!(
+            max_diff(&want, &inf.forward(&x, &sel, &[]).unwrap()) < 1e-4,
+            "{v}"
+        );
     }
 }
 
@@ -65,10 +81,16 @@ fn cutout_loading_equals_full_load_cutout() {
         let gains = [1.0, 1.3, 1.0, 1.0, 0.6, 1.0];
         for idx in [&[1usize, 4, 5][..], &[4], &[1, 5]] {
             let sel = Selection::from_indices(&c, idx).unwrap();
-            let d = max_diff(&full.forward(&x, &sel, &gains).unwrap(), &cut.forward(&x, &sel, &gains).unwrap());
+            let d = max_diff(
+                &full.forward(&x, &sel, &gains).unwrap(),
+                &cut.forward(&x, &sel, &gains).unwrap(),
+            );
             assert!(d <= 1e-5, "{v} {idx:?}: {d}");
         }
-        let e = cut.forward(&x, &Selection::from_indices(&c, &[0, 1]).unwrap(), &[]).unwrap_err().to_string();
+        let e = cut
+            .forward(&x, &Selection::from_indices(&c, &[0, 1]).unwrap(), &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("class 0 is not loaded"), "{e}");
     }
 }
@@ -87,7 +109,12 @@ fn streamed_random_file_equals_in_memory_random_weights() {
         assert_eq!(max_diff(t, &file[name]), 0.0, "{name}");
     }
     // Every tensor named in the spec, e.g. the contract's branch and head names.
-    for name in ["conv1.weight", "layer2.3.bn3.running_var", "branch.0.downsample.0.weight", "branch_fc.bias"] {
+    for name in [
+        "conv1.weight",
+        "layer2.3.bn3.running_var",
+        "branch.0.downsample.0.weight",
+        "branch_fc.bias",
+    ] {
         assert!(mem.contains_key(name), "{name}");
     }
 }
@@ -95,8 +122,11 @@ fn streamed_random_file_equals_in_memory_random_weights() {
 #[test]
 fn torchvision_trunk_names_and_branch_layout() {
     let c = ModelConfig::new(Variant::HlfpSmall, 10);
-    let specs: HashMap<String, Vec<usize>> =
-        weights::tensor_specs(&c).unwrap().into_iter().map(|s| (s.name, s.shape)).collect();
+    let specs: HashMap<String, Vec<usize>> = weights::tensor_specs(&c)
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.name, s.shape))
+        .collect();
     assert_eq!(specs["conv1.weight"], [64, 3, 7, 7]);
     assert_eq!(specs["layer1.0.downsample.0.weight"], [256, 64, 1, 1]);
     assert_eq!(specs["layer2.0.downsample.1.running_mean"], [512]);
@@ -107,7 +137,9 @@ fn torchvision_trunk_names_and_branch_layout() {
     assert_eq!(specs["branch.2.conv3.weight"], [10 * 128, 32, 1, 1]);
     assert_eq!(specs["branch_fc.weight"], [10, 128]);
     let r = weights::tensor_specs(&ModelConfig::new(Variant::Resnet50, 1000)).unwrap();
-    assert!(r.iter().any(|s| s.name == "fc.weight" && s.shape == [1000, 2048]));
+    assert!(r
+        .iter()
+        .any(|s| s.name == "fc.weight" && s.shape == [1000, 2048]));
     assert!(r.iter().any(|s| s.name == "layer4.2.bn3.weight"));
 }
 
@@ -121,25 +153,45 @@ fn bad_weight_files_are_clear_errors() {
     map.remove("branch.1.bn2.running_var");
     let missing = dir.path().join("missing.safetensors");
     candle_core::safetensors::save(&map, &missing).unwrap();
-    let e = InferenceModel::load_file(&missing, &c, None, &dev).unwrap_err().to_string();
-    assert!(e.contains("missing tensor `branch.1.bn2.running_var`") && e.contains("missing.safetensors"), "{e}");
+    let e = InferenceModel::load_file(&missing, &c, None, &dev)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("missing tensor `branch.1.bn2.running_var`")
+            && e.contains("missing.safetensors"),
+        "{e}"
+    );
 
-    map.insert("branch.1.bn2.running_var".into(), Tensor::ones(7, DType::F32, &dev).unwrap());
+    map.insert(
+        "branch.1.bn2.running_var".into(),
+        Tensor::ones(7, DType::F32, &dev).unwrap(),
+    );
     let shaped = dir.path().join("shaped.safetensors");
     candle_core::safetensors::save(&map, &shaped).unwrap();
-    let e = InferenceModel::load_file(&shaped, &c, None, &dev).unwrap_err().to_string();
-    assert!(e.contains("branch.1.bn2.running_var") && e.contains("[7]") && e.contains("[24]"), "{e}");
+    let e = InferenceModel::load_file(&shaped, &c, None, &dev)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("branch.1.bn2.running_var") && e.contains("[7]") && e.contains("[24]"),
+        "{e}"
+    );
     let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&shaped], DType::F32, &dev) }.unwrap();
     assert!(HlfpModel::load(&c, vb).is_err());
 
     let garbage = dir.path().join("garbage.safetensors");
     std::fs::write(&garbage, b"not a safetensors file").unwrap();
-    let e = InferenceModel::load_file(&garbage, &c, None, &dev).unwrap_err().to_string();
+    let e = InferenceModel::load_file(&garbage, &c, None, &dev)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("not a valid safetensors"), "{e}");
-    let e = InferenceModel::load_file(dir.path().join("nope"), &c, None, &dev).unwrap_err().to_string();
+    let e = InferenceModel::load_file(dir.path().join("nope"), &c, None, &dev)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("nope"), "{e}");
 
     let other = cfg(Variant::HlfpSmall, 5);
-    let e = InferenceModel::from_tensors(&c, &map, Some(&Selection::all(&other)), &dev).unwrap_err().to_string();
+    let e = InferenceModel::from_tensors(&c, &map, Some(&Selection::all(&other)), &dev)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("5 classes"), "{e}");
 }
