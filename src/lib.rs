@@ -10,6 +10,7 @@ pub mod error;
 pub mod guidance;
 pub mod model;
 pub mod pipeline;
+pub mod train;
 pub mod vision;
 
 pub use error::{Error, Result};

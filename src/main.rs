@@ -21,6 +21,8 @@ enum Command {
     Cost(cli::cost::Args),
     /// Batch-1 CPU latency of ResNet50 and HLFP-small cutouts, or peak RSS of a cutout load (--memory).
     Bench(cli::bench::Args),
+    /// Train a model on an ImageFolder (checkpoints, resume, metrics log).
+    Train(cli::train::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -35,5 +37,6 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Cost(args) => cli::cost::run(args),
         Command::Bench(args) => cli::bench::run(args),
+        Command::Train(args) => cli::train::run(args),
     }
 }
