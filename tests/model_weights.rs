@@ -195,3 +195,51 @@ fn bad_weight_files_are_clear_errors() {
         .to_string();
     assert!(e.contains("5 classes"), "{e}");
 }
+
+#[test]
+fn cutout_load_never_reads_other_branches_rows() {
+    // Poison class 0's rows of a branch tensor in the file: a cutout without class 0 must not see
+    // them (it reads only its own rows), while a full load does (class 0 only).
+    let dir = tempfile::tempdir().unwrap();
+    let c = cfg(Variant::HlfpSmall, 4);
+    let path = dir.path().join("w.safetensors");
+    weights::write_random_safetensors(&path, &c, 41).unwrap();
+    let sel = Selection::from_indices(&c, &[1, 3]).unwrap();
+    let x = input(1);
+    let clean = InferenceModel::load_file(&path, &c, Some(&sel), &Device::Cpu)
+        .unwrap()
+        .forward(&x, &sel, &[])
+        .unwrap();
+    let all = Selection::all(&c);
+    let clean_full = InferenceModel::load_file(&path, &c, None, &Device::Cpu)
+        .unwrap()
+        .forward(&x, &all, &[])
+        .unwrap();
+
+    let mut bytes = std::fs::read(&path).unwrap();
+    let (header_len, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let info = meta.info("branch.1.conv2.weight").unwrap();
+    let (start, end) = (
+        8 + header_len + info.data_offsets.0,
+        8 + header_len + info.data_offsets.1,
+    );
+    let class0 = start..start + (end - start) / 4;
+    bytes[class0].fill(0x41); // every weight becomes 12.08
+    std::fs::write(&path, &bytes).unwrap();
+
+    let cut = InferenceModel::load_file(&path, &c, Some(&sel), &Device::Cpu)
+        .unwrap()
+        .forward(&x, &sel, &[])
+        .unwrap();
+    assert_eq!(max_diff(&clean, &cut), 0.0);
+    let full = InferenceModel::load_file(&path, &c, None, &Device::Cpu)
+        .unwrap()
+        .forward(&x, &all, &[])
+        .unwrap();
+    let (out, before) = (to_vec2(&full), to_vec2(&clean_full));
+    assert!(
+        (out[0][0] - before[0][0]).abs() > 1e-3,
+        "poison did not reach class 0: {out:?}"
+    );
+    assert_eq!(out[0][1..], before[0][1..]);
+}
