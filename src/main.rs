@@ -23,6 +23,8 @@ enum Command {
     Bench(cli::bench::Args),
     /// Train a model on an ImageFolder (checkpoints, resume, metrics log).
     Train(cli::train::Args),
+    /// Classify one image, optionally with cues (`--cue cat`).
+    Classify(cli::classify::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -38,5 +40,6 @@ fn main() -> anyhow::Result<()> {
         Command::Cost(args) => cli::cost::run(args),
         Command::Bench(args) => cli::bench::run(args),
         Command::Train(args) => cli::train::run(args),
+        Command::Classify(args) => cli::classify::run(args),
     }
 }

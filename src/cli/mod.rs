@@ -1,5 +1,7 @@
 //! One file per `hlfp` subcommand: argument parsing and I/O; the work is in the library.
 
 pub mod bench;
+pub mod classify;
+pub mod common;
 pub mod cost;
 pub mod train;
