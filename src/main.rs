@@ -5,7 +5,11 @@ mod cli;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "hlfp", version, about = "HLFP vision models with cutouts and gains, audio cues and guided search")]
+#[command(
+    name = "hlfp",
+    version,
+    about = "HLFP vision models with cutouts and gains, audio cues and guided search"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

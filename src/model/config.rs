@@ -85,7 +85,10 @@ impl std::str::FromStr for Variant {
             .find(|v| v.name() == norm)
             .ok_or_else(|| {
                 let names: Vec<_> = Variant::ALL.iter().map(|v| v.name()).collect();
-                Error::Config(format!("unknown variant {s:?}; expected one of {}", names.join(", ")))
+                Error::Config(format!(
+                    "unknown variant {s:?}; expected one of {}",
+                    names.join(", ")
+                ))
             })
     }
 }
@@ -102,9 +105,18 @@ impl std::fmt::Display for Variant {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BlockSpec {
     /// ResNet v1.5 bottleneck, stride on the 3x3 conv.
-    Bottleneck { cin: usize, mid: usize, cout: usize, stride: usize },
+    Bottleneck {
+        cin: usize,
+        mid: usize,
+        cout: usize,
+        stride: usize,
+    },
     /// ResNet basic block.
-    Basic { cin: usize, cout: usize, stride: usize },
+    Basic {
+        cin: usize,
+        cout: usize,
+        stride: usize,
+    },
 }
 
 impl BlockSpec {
@@ -313,15 +325,23 @@ impl ModelConfig {
             return Err(Error::Config("a model needs at least one class".into()));
         }
         if !(self.width.is_finite() && self.width > 0.0 && self.width <= 4.0) {
-            return Err(Error::Config(format!("width multiplier must be in (0, 4], got {}", self.width)));
+            return Err(Error::Config(format!(
+                "width multiplier must be in (0, 4], got {}",
+                self.width
+            )));
         }
         if self.input_size < 32 {
-            return Err(Error::Config(format!("input size must be at least 32 px, got {}", self.input_size)));
+            return Err(Error::Config(format!(
+                "input size must be at least 32 px, got {}",
+                self.input_size
+            )));
         }
         let mut seen = std::collections::HashSet::new();
         for name in &self.class_names {
             if name.is_empty() || !seen.insert(name.as_str()) {
-                return Err(Error::Config(format!("class names must be non-empty and unique; bad: {name:?}")));
+                return Err(Error::Config(format!(
+                    "class names must be non-empty and unique; bad: {name:?}"
+                )));
             }
         }
         if self.variant == Variant::HlfpNested {
@@ -338,26 +358,47 @@ impl ModelConfig {
         }
 
         let c = |x: usize| self.ch(x);
-        let bott = |cin, mid, cout, stride| BlockSpec::Bottleneck { cin: c(cin), mid: c(mid), cout: c(cout), stride };
+        let bott = |cin, mid, cout, stride| BlockSpec::Bottleneck {
+            cin: c(cin),
+            mid: c(mid),
+            cout: c(cout),
+            stride,
+        };
         // torchvision's layer: first block may stride / project, the rest are identity blocks.
-        let bottleneck_layer = |name: &str, cin: usize, mid: usize, n: usize, stride: usize| LayerSpec {
-            name: name.to_string(),
-            blocks: (0..n)
-                .map(|i| if i == 0 { bott(cin, mid, mid * 4, stride) } else { bott(mid * 4, mid, mid * 4, 1) })
-                .collect(),
-        };
-        let basic_layer = |name: &str, cin: usize, cout: usize, n: usize, stride: usize| LayerSpec {
-            name: name.to_string(),
-            blocks: (0..n)
-                .map(|i| {
-                    if i == 0 {
-                        BlockSpec::Basic { cin: c(cin), cout: c(cout), stride }
-                    } else {
-                        BlockSpec::Basic { cin: c(cout), cout: c(cout), stride: 1 }
-                    }
-                })
-                .collect(),
-        };
+        let bottleneck_layer =
+            |name: &str, cin: usize, mid: usize, n: usize, stride: usize| LayerSpec {
+                name: name.to_string(),
+                blocks: (0..n)
+                    .map(|i| {
+                        if i == 0 {
+                            bott(cin, mid, mid * 4, stride)
+                        } else {
+                            bott(mid * 4, mid, mid * 4, 1)
+                        }
+                    })
+                    .collect(),
+            };
+        let basic_layer =
+            |name: &str, cin: usize, cout: usize, n: usize, stride: usize| LayerSpec {
+                name: name.to_string(),
+                blocks: (0..n)
+                    .map(|i| {
+                        if i == 0 {
+                            BlockSpec::Basic {
+                                cin: c(cin),
+                                cout: c(cout),
+                                stride,
+                            }
+                        } else {
+                            BlockSpec::Basic {
+                                cin: c(cout),
+                                cout: c(cout),
+                                stride: 1,
+                            }
+                        }
+                    })
+                    .collect(),
+            };
         let resnet50_layers = |depths: [usize; 4]| {
             vec![
                 bottleneck_layer("layer1", 64, 64, depths[0], 1),
@@ -366,8 +407,20 @@ impl ModelConfig {
                 bottleneck_layer("layer4", 1024, 512, depths[3], 2),
             ]
         };
-        let small_stack = |cin| vec![bott(cin, 128, 512, 2), bott(512, 64, 256, 2), bott(256, 32, 128, 2)];
-        let big_stack = |cin| vec![bott(cin, 256, 1024, 2), bott(1024, 128, 512, 2), bott(512, 64, 256, 2)];
+        let small_stack = |cin| {
+            vec![
+                bott(cin, 128, 512, 2),
+                bott(512, 64, 256, 2),
+                bott(256, 32, 128, 2),
+            ]
+        };
+        let big_stack = |cin| {
+            vec![
+                bott(cin, 256, 1024, 2),
+                bott(1024, 128, 512, 2),
+                bott(512, 64, 256, 2),
+            ]
+        };
 
         let mut trunk = resnet50_layers([3, 4, 6, 3]);
         let (branch, num_branches, head_out) = match self.variant {
@@ -406,7 +459,11 @@ impl ModelConfig {
                 (vec![], 0, k)
             }
         };
-        let trunk_out = trunk.last().and_then(|l| l.blocks.last()).map(|b| b.cout()).unwrap_or(c(64));
+        let trunk_out = trunk
+            .last()
+            .and_then(|l| l.blocks.last())
+            .map(|b| b.cout())
+            .unwrap_or(c(64));
         let head_in = branch.last().map(|b| b.cout()).unwrap_or(trunk_out);
         let gain_stage = self.gain_stage.unwrap_or(1);
         if !branch.is_empty() && gain_stage >= branch.len() {
@@ -415,7 +472,15 @@ impl ModelConfig {
                 branch.len()
             )));
         }
-        Ok(Architecture { stem_channels: c(64), trunk, branch, num_branches, head_out, head_in, gain_stage })
+        Ok(Architecture {
+            stem_channels: c(64),
+            trunk,
+            branch,
+            num_branches,
+            head_out,
+            head_in,
+            gain_stage,
+        })
     }
 }
 
@@ -435,29 +500,53 @@ mod tests {
 
     #[test]
     fn small_architecture_matches_paper() {
-        let a = ModelConfig::new(Variant::HlfpSmall, 10).architecture().unwrap();
+        let a = ModelConfig::new(Variant::HlfpSmall, 10)
+            .architecture()
+            .unwrap();
         assert_eq!(a.trunk.len(), 2);
         assert_eq!(a.trunk[1].blocks.last().unwrap().cout(), 512);
-        assert_eq!(a.branch[0], BlockSpec::Bottleneck { cin: 512, mid: 128, cout: 512, stride: 2 });
+        assert_eq!(
+            a.branch[0],
+            BlockSpec::Bottleneck {
+                cin: 512,
+                mid: 128,
+                cout: 512,
+                stride: 2
+            }
+        );
         assert_eq!(a.head_in, 128);
         assert_eq!((a.num_branches, a.head_out, a.gain_stage), (10, 1, 1));
     }
 
     #[test]
     fn superclass_map_parses_and_rejects() {
-        let classes: Vec<String> = ["cat", "dog", "car"].iter().map(|s| s.to_string()).collect();
-        let m = SuperclassMap::parse("# pets\ncat, animal\ndog,animal\n\ncar,vehicle\n", &classes).unwrap();
+        let classes: Vec<String> = ["cat", "dog", "car"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let m = SuperclassMap::parse("# pets\ncat, animal\ndog,animal\n\ncar,vehicle\n", &classes)
+            .unwrap();
         assert_eq!(m.names, vec!["animal", "vehicle"]);
         assert_eq!(m.of_class, vec![0, 0, 1]);
-        assert!(SuperclassMap::parse("cat,animal\ndog,animal", &classes).unwrap_err().to_string().contains("car"));
-        assert!(SuperclassMap::parse("cat,a\ndog,a\ncar,b\nbus,b", &classes).unwrap_err().to_string().contains("bus"));
+        assert!(SuperclassMap::parse("cat,animal\ndog,animal", &classes)
+            .unwrap_err()
+            .to_string()
+            .contains("car"));
+        assert!(SuperclassMap::parse("cat,a\ndog,a\ncar,b\nbus,b", &classes)
+            .unwrap_err()
+            .to_string()
+            .contains("bus"));
         assert!(SuperclassMap::parse("cat animal", &classes).is_err());
     }
 
     #[test]
     fn bad_configs_are_errors() {
-        assert!(ModelConfig::new(Variant::HlfpSmall, 0).architecture().is_err());
-        assert!(ModelConfig::new(Variant::HlfpNested, 4).architecture().is_err());
+        assert!(ModelConfig::new(Variant::HlfpSmall, 0)
+            .architecture()
+            .is_err());
+        assert!(ModelConfig::new(Variant::HlfpNested, 4)
+            .architecture()
+            .is_err());
         let mut c = ModelConfig::new(Variant::HlfpSmall, 3);
         c.width = 0.0;
         assert!(c.architecture().is_err());
