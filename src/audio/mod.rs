@@ -1,5 +1,7 @@
-//! Audio cues: front-end, classifier, augmentation, training and the streaming detector.
+//! Audio cues: WAV input, resampling, the log-mel front-end, the streaming detector and the
+//! sound-label -> visual-class mapping (the classifier lives next to them).
 
 pub mod augment;
 pub mod classifier;
+pub mod features;
 pub mod train;
