@@ -19,6 +19,8 @@ struct Cli {
 enum Command {
     /// Parameters and MACs of a variant, class count and cutout.
     Cost(cli::cost::Args),
+    /// Train the audio cue classifier on labelled clips and write weights, card and held-out list.
+    TrainAudio(cli::train_audio::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -32,5 +34,6 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Cost(args) => cli::cost::run(args),
+        Command::TrainAudio(args) => cli::train_audio::run(args),
     }
 }

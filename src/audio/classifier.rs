@@ -4,14 +4,15 @@
 //! Input: one window of `window_frames` log-mel frames x `n_mels` bins, row-major (frame-major),
 //! exactly as the front-end in `audio::features` produces them (dB values, not normalised).
 //! The model normalises each mel bin with the mean/std stored in the file, then runs
-//! `channels.len()` blocks of conv3x3 (no bias) + batch norm + ReLU + 2x2 max-pool, averages over
-//! frequency, pools over time (mean and max, concatenated) and maps to one logit per label.
+//! `channels.len()` blocks of conv3x3 (no bias) + batch norm + ReLU + 2x2 max-pool, flattens
+//! channels x remaining frequency bins, pools over time (mean and max, concatenated) and maps to
+//! one logit per label.
 
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor, D};
-use candle_nn::{BatchNorm, Conv2d, Dropout, Linear, Module, ModuleT, VarBuilder};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{BatchNorm, Conv2d, Linear, Module, ModuleT, VarBuilder};
 
 use crate::error::{CandleContext, Error, Result};
 
@@ -36,8 +37,6 @@ pub struct AudioClassifierConfig {
     pub n_mels: usize,
     /// Output channels of each conv block (each block halves time and frequency).
     pub channels: Vec<usize>,
-    /// Dropout before the linear head, used only in training.
-    pub dropout: f32,
     /// Human-readable description of the front-end the model expects (stored in the file).
     pub front_end: String,
 }
@@ -50,7 +49,6 @@ impl AudioClassifierConfig {
             window_frames: DEFAULT_WINDOW_FRAMES,
             n_mels: DEFAULT_N_MELS,
             channels: vec![16, 32, 64, 64],
-            dropout: 0.2,
             front_end: front_end.into(),
         }
     }
@@ -84,12 +82,6 @@ impl AudioClassifierConfig {
                 self.window_frames,
                 self.n_mels,
                 self.channels.len()
-            )));
-        }
-        if !(0.0..1.0).contains(&self.dropout) {
-            return Err(Error::Config(format!(
-                "dropout must be in [0, 1), got {}",
-                self.dropout
             )));
         }
         Ok(())
@@ -211,7 +203,6 @@ pub struct AudioClassifier {
     norm_mean: Tensor,
     norm_std: Tensor,
     blocks: Vec<ConvBlock>,
-    dropout: Dropout,
     head: Linear,
     device: Device,
 }
@@ -246,14 +237,14 @@ impl AudioClassifier {
             );
             c_in = c_out;
         }
-        let head = candle_nn::linear(2 * c_in, cfg.labels.len(), vb.pp("head"))
+        let f_out = cfg.n_mels >> cfg.channels.len();
+        let head = candle_nn::linear(2 * c_in * f_out, cfg.labels.len(), vb.pp("head"))
             .ctx("audio classifier head")?;
         let norm_mean = Tensor::from_slice(&norm.mean, (1, 1, 1, cfg.n_mels), &device)
             .ctx("feature norm mean")?;
         let norm_std = Tensor::from_slice(&norm.std, (1, 1, 1, cfg.n_mels), &device)
             .ctx("feature norm std")?;
         Ok(Self {
-            dropout: Dropout::new(cfg.dropout),
             cfg,
             norm,
             norm_mean,
@@ -346,7 +337,6 @@ impl AudioClassifier {
             "channels".into(),
             serde_json::to_string(&self.cfg.channels).unwrap_or_default(),
         );
-        m.insert("dropout".into(), self.cfg.dropout.to_string());
         m.insert("front_end".into(), self.cfg.front_end.clone());
         m
     }
@@ -382,7 +372,9 @@ impl AudioClassifier {
     }
 
     /// Logits for a batch of raw log-mel windows shaped `(batch, window_frames, n_mels)`.
-    /// `train` switches batch norm to batch statistics and enables dropout.
+    /// `train` switches batch norm to batch statistics (and updates its running statistics).
+    /// There is no dropout: candle's CPU RNG cannot be seeded, and a seeded run must be
+    /// reproducible; augmentation regularises instead.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
         let (b, t, f) = x.dims3()?;
         if t != self.cfg.window_frames || f != self.cfg.n_mels {
@@ -400,10 +392,12 @@ impl AudioClassifier {
         for block in &self.blocks {
             x = block.forward_t(&x, train)?;
         }
-        // (b, c, t', f') -> mean over frequency -> (b, c, t'); then mean and max over time.
-        let x = x.mean(D::Minus1)?;
-        let pooled = Tensor::cat(&[x.mean(D::Minus1)?, x.max(D::Minus1)?], 1)?;
-        let pooled = self.dropout.forward_t(&pooled, train)?;
+        // (b, c, t', f') -> (b, t', c * f'): frequency stays a position (a meow and a bark
+        // differ in *where* the energy is, which a frequency average would throw away); then
+        // mean and max over time, so a short call anywhere in the window counts.
+        let (b, c, t, f) = x.dims4()?;
+        let x = x.permute((0, 2, 1, 3))?.reshape((b, t, c * f))?;
+        let pooled = Tensor::cat(&[x.mean(1)?, x.max(1)?], 1)?;
         self.head.forward(&pooled)
     }
 
@@ -476,9 +470,6 @@ fn config_from_metadata(
     let n_mels: usize = get("n_mels")?.parse().map_err(|e| format!("n_mels: {e}"))?;
     let channels: Vec<usize> =
         serde_json::from_str(get("channels")?).map_err(|e| format!("channels: {e}"))?;
-    let dropout: f32 = get("dropout")?
-        .parse()
-        .map_err(|e| format!("dropout: {e}"))?;
     let front_end = get("front_end")?.clone();
     let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| e.to_string())?;
     let read = |name: &str| -> std::result::Result<Vec<f32>, String> {
@@ -505,7 +496,6 @@ fn config_from_metadata(
             window_frames,
             n_mels,
             channels,
-            dropout,
             front_end,
         },
         norm,

@@ -289,10 +289,10 @@ pub fn train(
     let windows: Vec<Vec<f32>> = xs.chunks(window_len).map(|c| c.to_vec()).collect();
     let norm = FeatureNorm::from_windows(&windows, model_cfg.n_mels)?;
 
-    device.set_seed(cfg.seed).ctx("seed device")?;
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
     let model = AudioClassifier::new(model_cfg, norm, vb)?;
+    seeded_init(&varmap, cfg.seed, device)?;
     let params = candle_nn::ParamsAdamW {
         lr: cfg.lr,
         weight_decay: cfg.weight_decay,
@@ -319,6 +319,46 @@ pub fn train(
         });
     }
     Ok(model)
+}
+
+/// Re-initialise the weights from a seeded RNG: candle's CPU RNG cannot be seeded, so without
+/// this two runs with the same seed would start from different weights. Conv weights get He
+/// normal init (fan-in), linear weights and biases uniform in +-1/sqrt(fan-in) (PyTorch's
+/// default); batch-norm parameters keep their constant init.
+pub fn seeded_init(varmap: &VarMap, seed: u64, device: &Device) -> Result<()> {
+    use rand::SeedableRng;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x5EED_1417);
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|_| Error::Config("varmap lock poisoned".into()))?;
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    let head_fan_in = data
+        .get("head.weight")
+        .and_then(|v| v.dims().get(1).copied())
+        .unwrap_or(1);
+    for name in names {
+        let var = &data[name];
+        let shape = var.shape().clone();
+        let n = shape.elem_count();
+        let values: Vec<f32> = if name.ends_with("conv.weight") {
+            let fan_in: usize = shape.dims()[1..].iter().product();
+            let std = (2.0 / fan_in.max(1) as f64).sqrt() as f32;
+            super::augment::white_noise(n, &mut rng)
+                .into_iter()
+                .map(|v| v * std)
+                .collect()
+        } else if name.starts_with("head.") {
+            let bound = 1.0 / (head_fan_in as f32).sqrt();
+            (0..n).map(|_| rng.random_range(-bound..=bound)).collect()
+        } else {
+            continue;
+        };
+        let t = Tensor::from_vec(values, shape, device).ctx("init tensor")?;
+        var.set(&t).ctx(format!("init {name}"))?;
+    }
+    Ok(())
 }
 
 /// Cosine decay from `peak` to 5 % of it over `total` steps.
