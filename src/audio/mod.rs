@@ -2,3 +2,5 @@
 //! sound-label -> visual-class mapping (the classifier lives next to them).
 
 pub mod features;
+pub mod resample;
+pub mod wav;
