@@ -3,5 +3,10 @@
 
 pub mod augment;
 pub mod classifier;
+pub mod cues;
+pub mod detector;
 pub mod features;
+pub mod pipeline;
+pub mod resample;
 pub mod train;
+pub mod wav;
