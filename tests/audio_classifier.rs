@@ -218,3 +218,20 @@ fn feature_norm_is_per_bin_mean_and_std() -> anyhow::Result<()> {
     assert!(FeatureNorm::from_windows(&[], 2).is_err());
     Ok(())
 }
+
+#[test]
+fn shipped_model_loads_with_its_labels_and_front_end() -> anyhow::Result<()> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/models/audio_cues.safetensors");
+    let model = AudioClassifier::load(path, &Device::Cpu)?;
+    assert_eq!(model.labels().len(), 19);
+    for l in ["cat", "dog", "chainsaw", "rain", "sea_waves"] {
+        assert!(model.labels().iter().any(|m| m == l), "missing {l}");
+    }
+    assert_eq!((model.window_frames(), model.n_mels()), (96, 64));
+    // The model must have been trained on the front-end the detector runs.
+    let fe: hlfp::audio::features::LogMelConfig = serde_json::from_str(&model.config().front_end)?;
+    assert_eq!(fe, hlfp::audio::features::LogMelConfig::default());
+    let p = model.predict(&vec![-60.0; 96 * 64])?;
+    assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+    Ok(())
+}

@@ -77,7 +77,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut train_clips = Vec::new();
     let mut held_clips = Vec::new();
     for (r, &m) in refs.iter().zip(&mask) {
-        let samples = read_wav_16k_mono(&args.data.join(&r.rel_path), fe.sample_rate_hz)?;
+        let samples = read_clip(&args.data.join(&r.rel_path), fe.sample_rate_hz)?;
         let clip = Clip {
             label: labels.iter().position(|l| *l == r.label).unwrap_or(0),
             rel_path: r.rel_path.clone(),
@@ -238,34 +238,24 @@ fn scan(data: &Path) -> anyhow::Result<Vec<ClipRef>> {
     Ok(out)
 }
 
-/// The training data is 16 kHz mono PCM (SOURCES.md); anything else is refused rather than
+/// The training data is 16 kHz mono PCM (SOURCES.md); another rate is refused rather than
 /// silently resampled, so the model never trains on a rate the front-end does not assume.
-fn read_wav_16k_mono(path: &Path, rate_hz: u32) -> anyhow::Result<Vec<f32>> {
-    let mut r = hound::WavReader::open(path).with_context(|| format!("open {}", path.display()))?;
-    let spec = r.spec();
-    if spec.channels != 1 || spec.sample_rate != rate_hz {
+fn read_clip(path: &Path, rate_hz: u32) -> anyhow::Result<Vec<f32>> {
+    let clip = hlfp::audio::wav::read_wav(path)?;
+    if clip.sample_rate_hz != rate_hz {
         bail!(
-            "{}: expected mono {rate_hz} Hz, got {} channels at {} Hz",
+            "{}: expected {rate_hz} Hz, got {} Hz",
             path.display(),
-            spec.channels,
-            spec.sample_rate
+            clip.sample_rate_hz
         );
     }
-    let samples: Vec<f32> = match (spec.sample_format, spec.bits_per_sample) {
-        (hound::SampleFormat::Int, 16) => r
-            .samples::<i16>()
-            .map(|s| s.map(|v| v as f32 / 32768.0))
-            .collect::<Result<_, _>>()?,
-        (hound::SampleFormat::Float, 32) => r.samples::<f32>().collect::<Result<_, _>>()?,
-        (f, b) => bail!("{}: unsupported WAV format {f:?} {b} bit", path.display()),
-    };
-    if samples.is_empty() {
+    if clip.non_finite > 0 {
+        bail!("{}: {} non-finite samples", path.display(), clip.non_finite);
+    }
+    if clip.samples.is_empty() {
         bail!("{}: no samples", path.display());
     }
-    if samples.iter().any(|v| !v.is_finite()) {
-        bail!("{}: non-finite samples", path.display());
-    }
-    Ok(samples)
+    Ok(clip.samples)
 }
 
 fn pct(num: usize, den: usize) -> String {
