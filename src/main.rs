@@ -25,6 +25,8 @@ enum Command {
     Train(cli::train::Args),
     /// Classify one image, optionally with cues (`--cue cat`).
     Classify(cli::classify::Args),
+    /// Train the audio cue classifier on labelled clips and write weights, card and held-out list.
+    TrainAudio(cli::train_audio::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,5 +43,6 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(args) => cli::bench::run(args),
         Command::Train(args) => cli::train::run(args),
         Command::Classify(args) => cli::classify::run(args),
+        Command::TrainAudio(args) => cli::train_audio::run(args),
     }
 }

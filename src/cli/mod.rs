@@ -5,3 +5,4 @@ pub mod classify;
 pub mod common;
 pub mod cost;
 pub mod train;
+pub mod train_audio;
