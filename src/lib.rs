@@ -6,6 +6,7 @@
 pub mod error;
 pub mod guidance;
 pub mod model;
+pub mod ros;
 pub mod vision;
 
 pub use error::{Error, Result};
