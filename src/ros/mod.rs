@@ -5,3 +5,4 @@ pub mod msgs;
 pub mod params;
 #[cfg(feature = "ros2")]
 pub mod r2r_glue;
+pub mod vision_core;

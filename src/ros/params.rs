@@ -465,6 +465,9 @@ pub struct VisionNodeConfig {
     /// `model_path`: HLFP weights (`.safetensors`); relative paths are relative to the
     /// package's share directory.
     pub model_path: String,
+    /// `classes_file`: the model's class names, one per line in output order; relative paths
+    /// are relative to the package's share directory.
+    pub classes_file: String,
     /// `device`: `auto`, `cpu`, `cuda` or `cuda:N`.
     pub device: DeviceSpec,
     /// `input_size`: the model's square input side in pixels.
@@ -491,6 +494,7 @@ impl Default for VisionNodeConfig {
         Self {
             enable: true,
             model_path: "models/hlfp.safetensors".into(),
+            classes_file: "models/classes.txt".into(),
             device: DeviceSpec::Auto,
             input_size: 224,
             top_k: 5,
@@ -507,6 +511,7 @@ impl Default for VisionNodeConfig {
 const VISION_PARAMS: &[&str] = &[
     "enable",
     "model_path",
+    "classes_file",
     "device",
     "input_size",
     "top_k",
@@ -558,6 +563,13 @@ impl NodeParams for VisionNodeConfig {
                     return Err(invalid(name, v, "expected a path to a .safetensors file"));
                 }
                 self.model_path = s;
+            }
+            "classes_file" => {
+                let s = get_string(name, v)?;
+                if s.trim().is_empty() {
+                    return Err(invalid(name, v, "expected a path to a class list file"));
+                }
+                self.classes_file = s;
             }
             "device" => {
                 let s = get_string(name, v)?;
@@ -625,6 +637,7 @@ impl NodeParams for VisionNodeConfig {
         let pairs = [
             ("enable", P::Bool(self.enable)),
             ("model_path", P::String(self.model_path.clone())),
+            ("classes_file", P::String(self.classes_file.clone())),
             ("device", P::String(self.device.to_string())),
             ("input_size", P::Integer(self.input_size.into())),
             ("top_k", P::Integer(self.top_k.into())),

@@ -67,7 +67,11 @@ pub struct SharedParams<T: NodeParams> {
     /// The current config.
     pub config: Arc<Mutex<T>>,
     started: bool,
+    check: Option<ConfigCheck<T>>,
 }
+
+/// A check of a whole config that needs more than the parameters (e.g. the model's classes).
+pub type ConfigCheck<T> = Box<dyn Fn(&T) -> std::result::Result<(), String> + Send>;
 
 impl<T: NodeParams> SharedParams<T> {
     /// Wrap a config (usually `T::default()`).
@@ -75,7 +79,30 @@ impl<T: NodeParams> SharedParams<T> {
         Self {
             config: Arc::new(Mutex::new(config)),
             started: false,
+            check: None,
         }
+    }
+
+    /// Also run `check` on every updated config before accepting it.
+    pub fn with_check(mut self, check: ConfigCheck<T>) -> Self {
+        self.check = Some(check);
+        self
+    }
+
+    /// `cfg` with one update applied and checked, or the reason it is refused.
+    fn updated(&self, cfg: &T, name: &str, value: &ParameterValue) -> r2r::Result<T> {
+        let mut next = cfg.clone();
+        let v = param_from_r2r(value);
+        if self.started {
+            next.apply_runtime(name, &v)
+        } else {
+            next.apply(name, &v)
+        }
+        .map_err(|e| conv_err(name, e))?;
+        if let Some(check) = &self.check {
+            check(&next).map_err(|e| conv_err(name, e))?;
+        }
+        Ok(next)
     }
 
     fn lock(&self) -> r2r::Result<std::sync::MutexGuard<'_, T>> {
@@ -115,6 +142,9 @@ impl<T: NodeParams + Send> r2r::RosParams for SharedParams<T> {
                     .map_err(|e| conv_err(&full, e))?;
             }
         }
+        if let Some(check) = &self.check {
+            check(&cfg).map_err(|e| conv_err(prefix, e))?;
+        }
         for (name, value) in cfg.to_pairs() {
             params.insert(name, Parameter::new(param_to_r2r(&value)));
         }
@@ -135,22 +165,15 @@ impl<T: NodeParams + Send> r2r::RosParams for SharedParams<T> {
     }
 
     fn set_parameter(&mut self, param_name: &str, param_val: &ParameterValue) -> r2r::Result<()> {
-        let v = param_from_r2r(param_val);
-        let started = self.started;
-        let mut cfg = self.lock()?;
-        let r = if started {
-            cfg.apply_runtime(param_name, &v)
-        } else {
-            cfg.apply(param_name, &v)
-        };
-        r.map_err(|e| conv_err(param_name, e))
+        let current = self.lock()?.clone();
+        let next = self.updated(&current, param_name, param_val)?;
+        *self.lock()? = next;
+        Ok(())
     }
 
     fn check_parameter(&self, param_name: &str, param_val: &ParameterValue) -> r2r::Result<()> {
-        let mut probe = self.lock()?.clone();
-        probe
-            .apply_runtime(param_name, &param_from_r2r(param_val))
-            .map_err(|e| conv_err(param_name, e))
+        let current = self.lock()?.clone();
+        self.updated(&current, param_name, param_val).map(|_| ())
     }
 }
 
@@ -212,5 +235,53 @@ pub fn diagnostics_to_r2r(d: &msgs::DiagnosticArray) -> r2r::diagnostic_msgs::ms
                     .collect(),
             })
             .collect(),
+    }
+}
+
+/// The config from the values given at start-up (`--params-file`, `-p name:=value`), which r2r
+/// loads into `Node::params` when the node is created. Unknown names (e.g. `use_sim_time`) are
+/// left to r2r.
+pub fn startup_config<T: NodeParams>(node: &r2r::Node) -> Result<T, crate::Error> {
+    let params = node
+        .params
+        .lock()
+        .map_err(|_| crate::Error::Config("node parameters poisoned".into()))?;
+    let pairs: Vec<(String, ParamValue)> = T::names()
+        .iter()
+        .filter_map(|n| {
+            params
+                .get(*n)
+                .map(|p| (n.to_string(), param_from_r2r(&p.value)))
+        })
+        .collect();
+    Ok(T::from_pairs(&pairs)?)
+}
+
+/// Where a relative path from a parameter points: the package's share directory (found on
+/// `AMENT_PREFIX_PATH`), else the working directory.
+pub fn resolve_share_path(package: &str, path: &str) -> std::path::PathBuf {
+    let p = std::path::Path::new(path);
+    if p.is_absolute() {
+        return p.to_path_buf();
+    }
+    if let Some(prefixes) = std::env::var_os("AMENT_PREFIX_PATH") {
+        for prefix in std::env::split_paths(&prefixes) {
+            let candidate = prefix.join("share").join(package).join(p);
+            if candidate.exists() {
+                return candidate;
+            }
+        }
+    }
+    p.to_path_buf()
+}
+
+/// A stamp from a ROS clock reading (sim time when `use_sim_time` is set).
+pub fn stamp_now(clock: &mut r2r::Clock) -> msgs::Time {
+    match clock.get_now() {
+        Ok(d) => msgs::Time {
+            sec: i32::try_from(d.as_secs()).unwrap_or(i32::MAX),
+            nanosec: d.subsec_nanos(),
+        },
+        Err(_) => msgs::Time::default(),
     }
 }
