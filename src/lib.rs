@@ -3,6 +3,9 @@
 //! The library is pure: no ROS, no devices, no clock. I/O lives in the binaries and behind
 //! cargo features (`ros2`, `camera`, `mic`, `cuda`).
 
+pub mod audio;
+pub mod engine;
+pub mod data;
 pub mod error;
 pub mod guidance;
 pub mod model;

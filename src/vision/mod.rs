@@ -1,2 +1,6 @@
-//! Images: raw buffer decoding (encodings) and preprocessing for the models.
+//! Vision: raw image buffer decoding (ROS encodings), inference preprocessing of frames, and
+//! training augmentation.
+
+pub mod augment;
 pub mod encoding;
+pub mod preprocess;

@@ -1,0 +1,7 @@
+//! The fast CPU inference engine: BatchNorm-folded convolutions run as GEMMs (see `conv`).
+
+pub mod conv;
+pub mod net;
+pub mod random;
+
+pub use net::{EngineModel, WeightSource};
