@@ -8,42 +8,20 @@
 
 use anyhow::Context as _;
 use futures::StreamExt;
-use hlfp::guidance::GuidanceState;
+use hlfp::model::{InferenceModel, ModelConfig};
+use hlfp::ros::model_scorer::{candle_device, ModelScorer};
 use hlfp::ros::msgs::{Classification, Header, LabelInfo, RosMessage};
 use hlfp::ros::params::VisionNodeConfig;
 use hlfp::ros::r2r_glue::{
     diagnostics_to_r2r, image_from_r2r, image_qos, latched_qos, resolve_share_path, stamp_now,
     startup_config, SharedParams,
 };
-use hlfp::ros::vision_core::{parse_class_list, FrameScorer, VisionCore};
+use hlfp::ros::vision_core::VisionCore;
 use r2r::QosProfile;
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 const PACKAGE: &str = "hlfp_node";
-
-/// The model seam. The runtime's frame classifier (guided-search issue, not merged into this
-/// branch yet) goes here: preprocess, run the active branches with their gains, softmax over
-/// the active set. Until then every frame is reported as an inference error, so the node still
-/// runs its cues, label_info and diagnostics.
-struct PendingModel {
-    model_path: String,
-}
-
-impl FrameScorer for PendingModel {
-    fn score(
-        &mut self,
-        _rgb: &[u8],
-        _width: usize,
-        _height: usize,
-        _state: &GuidanceState,
-    ) -> hlfp::Result<Vec<(usize, f32)>> {
-        Err(hlfp::Error::Config(format!(
-            "no frame classifier wired for {} in this build",
-            self.model_path
-        )))
-    }
-}
 
 /// Lock the core; a panic elsewhere must not take the node down with it.
 fn lock(core: &Mutex<VisionCore>) -> MutexGuard<'_, VisionCore> {
@@ -63,11 +41,19 @@ fn main() -> anyhow::Result<()> {
 
     // Start-up parameters first: the class list they name is needed to check guidance updates.
     let config: VisionNodeConfig = startup_config(&node).context("hlfp_node parameters")?;
-    let classes_path = resolve_share_path(PACKAGE, &config.classes_file);
-    let classes_text = std::fs::read_to_string(&classes_path)
-        .with_context(|| format!("reading classes_file {}", classes_path.display()))?;
-    let classes = parse_class_list(&classes_text)
-        .with_context(|| format!("classes_file {}", classes_path.display()))?;
+    // The model: its config (class names in output order) and weights, on the asked device.
+    let model_cfg_path = resolve_share_path(PACKAGE, &config.model_config);
+    let model_cfg_text = std::fs::read_to_string(&model_cfg_path)
+        .with_context(|| format!("reading model_config {}", model_cfg_path.display()))?;
+    let mut model_cfg: ModelConfig = serde_json::from_str(&model_cfg_text)
+        .with_context(|| format!("model_config {}", model_cfg_path.display()))?;
+    model_cfg.input_size = config.input_size as usize;
+    let device = candle_device(config.device).context("device")?;
+    let weights = resolve_share_path(PACKAGE, &config.model_path);
+    let model = InferenceModel::load_file(&weights, &model_cfg, None, &device)
+        .with_context(|| format!("loading model_path {}", weights.display()))?;
+    let scorer = ModelScorer::new(model, device).context("preprocessing")?;
+    let classes = scorer.classes().to_vec();
     if config.use_camera {
         // The runtime's nokhwa camera source (guided-search issue) is not in this branch yet.
         tracing::error!(
@@ -134,11 +120,10 @@ fn main() -> anyhow::Result<()> {
     let (frame_tx, frame_rx) = mpsc::sync_channel::<hlfp::ros::msgs::Image>(1);
     {
         let core = core.clone();
-        let model_path = config.model_path.clone();
+        let mut scorer = scorer;
         std::thread::Builder::new()
             .name("hlfp-inference".into())
             .spawn(move || {
-                let mut scorer = PendingModel { model_path };
                 while let Ok(frame) = frame_rx.recv() {
                     let t0 = Instant::now();
                     let result = lock(&core).on_image(&frame, now_ms(), &mut scorer);

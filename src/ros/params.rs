@@ -465,12 +465,13 @@ pub struct VisionNodeConfig {
     /// `model_path`: HLFP weights (`.safetensors`); relative paths are relative to the
     /// package's share directory.
     pub model_path: String,
-    /// `classes_file`: the model's class names, one per line in output order; relative paths
-    /// are relative to the package's share directory.
-    pub classes_file: String,
+    /// `model_config`: the model's `ModelConfig` as JSON (variant, class names in output order,
+    /// width, ...); relative paths are relative to the package's share directory.
+    pub model_config: String,
     /// `device`: `auto`, `cpu`, `cuda` or `cuda:N`.
     pub device: DeviceSpec,
-    /// `input_size`: the model's square input side in pixels.
+    /// `input_size`: the square input side in pixels frames are preprocessed to (replaces the
+    /// model config's).
     pub input_size: u32,
     /// `top_k`: how many classes each `classification` message carries.
     pub top_k: u32,
@@ -494,7 +495,7 @@ impl Default for VisionNodeConfig {
         Self {
             enable: true,
             model_path: "models/hlfp.safetensors".into(),
-            classes_file: "models/classes.txt".into(),
+            model_config: "models/hlfp.json".into(),
             device: DeviceSpec::Auto,
             input_size: 224,
             top_k: 5,
@@ -511,7 +512,7 @@ impl Default for VisionNodeConfig {
 const VISION_PARAMS: &[&str] = &[
     "enable",
     "model_path",
-    "classes_file",
+    "model_config",
     "device",
     "input_size",
     "top_k",
@@ -564,12 +565,16 @@ impl NodeParams for VisionNodeConfig {
                 }
                 self.model_path = s;
             }
-            "classes_file" => {
+            "model_config" => {
                 let s = get_string(name, v)?;
                 if s.trim().is_empty() {
-                    return Err(invalid(name, v, "expected a path to a class list file"));
+                    return Err(invalid(
+                        name,
+                        v,
+                        "expected a path to a model config JSON file",
+                    ));
                 }
-                self.classes_file = s;
+                self.model_config = s;
             }
             "device" => {
                 let s = get_string(name, v)?;
@@ -637,7 +642,7 @@ impl NodeParams for VisionNodeConfig {
         let pairs = [
             ("enable", P::Bool(self.enable)),
             ("model_path", P::String(self.model_path.clone())),
-            ("classes_file", P::String(self.classes_file.clone())),
+            ("model_config", P::String(self.model_config.clone())),
             ("device", P::String(self.device.to_string())),
             ("input_size", P::Integer(self.input_size.into())),
             ("top_k", P::Integer(self.top_k.into())),

@@ -274,26 +274,3 @@ impl VisionCore {
         )
     }
 }
-
-/// Parse a class list file: one name per line, in the model's output order; blank lines and
-/// `#` comments are skipped. Empty lists and duplicate names are errors.
-pub fn parse_class_list(text: &str) -> Result<Vec<String>> {
-    let mut classes: Vec<String> = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let name = line.split('#').next().unwrap_or("").trim();
-        if name.is_empty() {
-            continue;
-        }
-        if classes.iter().any(|c| c == name) {
-            return Err(crate::Error::Config(format!(
-                "class list line {}: {name:?} appears twice",
-                n + 1
-            )));
-        }
-        classes.push(name.to_string());
-    }
-    if classes.is_empty() {
-        return Err(crate::Error::Config("class list has no class names".into()));
-    }
-    Ok(classes)
-}
