@@ -11,6 +11,7 @@ pub mod guidance;
 pub mod model;
 pub mod pipeline;
 pub mod train;
+pub mod ros;
 pub mod vision;
 
 pub use error::{Error, Result};
