@@ -3,6 +3,7 @@
 
 pub mod cues;
 pub mod detector;
+pub mod eval;
 pub mod features;
 pub mod pipeline;
 pub mod resample;
