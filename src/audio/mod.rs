@@ -1,6 +1,8 @@
 //! Audio cues: WAV input, resampling, the log-mel front-end, the streaming detector and the
 //! sound-label -> visual-class mapping (the classifier lives next to them).
 
+#[cfg(feature = "mic")]
+pub mod capture;
 pub mod cues;
 pub mod detector;
 pub mod eval;
