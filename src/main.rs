@@ -19,6 +19,10 @@ struct Cli {
 enum Command {
     /// Parameters and MACs of a variant, class count and cutout.
     Cost(cli::cost::Args),
+    /// Stream a WAV file or a microphone through the audio cue detector; print events and cues.
+    Listen(cli::listen::Args),
+    /// Evaluate the streaming audio detector on labelled clips (recall, false cues, latency).
+    EvalAudio(cli::eval_audio::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -32,5 +36,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Cost(args) => cli::cost::run(args),
+        Command::Listen(args) => cli::listen::run(args),
+        Command::EvalAudio(args) => cli::eval_audio::run(args),
     }
 }
