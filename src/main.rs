@@ -27,6 +27,10 @@ enum Command {
     Classify(cli::classify::Args),
     /// Train the audio cue classifier on labelled clips and write weights, card and held-out list.
     TrainAudio(cli::train_audio::Args),
+    /// Stream a WAV file or a microphone through the audio cue detector; print events and cues.
+    Listen(cli::listen::Args),
+    /// Evaluate the streaming audio detector on labelled clips (recall, false cues, latency).
+    EvalAudio(cli::eval_audio::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -44,5 +48,7 @@ fn main() -> anyhow::Result<()> {
         Command::Train(args) => cli::train::run(args),
         Command::Classify(args) => cli::classify::run(args),
         Command::TrainAudio(args) => cli::train_audio::run(args),
+        Command::Listen(args) => cli::listen::run(args),
+        Command::EvalAudio(args) => cli::eval_audio::run(args),
     }
 }

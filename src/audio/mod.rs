@@ -3,8 +3,11 @@
 
 pub mod augment;
 pub mod classifier;
+#[cfg(feature = "mic")]
+pub mod capture;
 pub mod cues;
 pub mod detector;
+pub mod eval;
 pub mod features;
 pub mod pipeline;
 pub mod resample;

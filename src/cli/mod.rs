@@ -6,3 +6,5 @@ pub mod common;
 pub mod cost;
 pub mod train;
 pub mod train_audio;
+pub mod eval_audio;
+pub mod listen;

@@ -1,0 +1,252 @@
+//! `hlfp listen`: run the streaming audio path on a WAV file or a microphone and print
+//! timestamped sound events and class cues; `--bench` times it.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use hlfp::audio::cues::{ClassCue, CueConfig, CueMap, DATA_VISUAL_CLASSES};
+use hlfp::audio::detector::{SoundEvent, WindowScorer};
+use hlfp::audio::features::{LogMel, LogMelConfig};
+use hlfp::audio::pipeline::AudioPipeline;
+use hlfp::audio::resample::StreamResampler;
+use hlfp::audio::wav::read_wav;
+
+/// Arguments of `hlfp listen`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// WAV file to stream (16/24/32-bit int or 32-bit float, any rate and channel count).
+    #[arg(long, conflicts_with = "mic")]
+    pub wav: Option<PathBuf>,
+    /// Capture from a microphone: the default input, or the named device (needs `--features mic`).
+    #[arg(long, num_args = 0..=1, default_missing_value = "")]
+    pub mic: Option<String>,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+    /// Audio classifier weights.
+    #[arg(long, default_value = "models/audio_cues.safetensors")]
+    pub model: PathBuf,
+    /// Cue mapping and detector settings.
+    #[arg(long, default_value = "config/cues.toml")]
+    pub cues: PathBuf,
+    /// Time resample + features + detector on 10 s of audio and print ms per second of audio.
+    #[arg(long)]
+    pub bench: bool,
+}
+
+/// Load the audio classifier as a window scorer. The classifier lives in
+/// `hlfp::audio::classifier` (audio-model branch); until it is wired here, this says so.
+pub fn load_scorer(model: &Path) -> anyhow::Result<Box<dyn WindowScorer>> {
+    bail!(
+        "cannot load {}: no audio classifier is wired into this build yet \
+         (hlfp::audio::classifier::AudioClassifier must implement WindowScorer)",
+        model.display()
+    )
+}
+
+/// Build the pipeline for `scorer`, validating the cue file against its labels and the
+/// visual classes.
+pub fn build_pipeline<S: WindowScorer>(
+    cues_path: &Path,
+    scorer: S,
+    input_rate_hz: u32,
+) -> anyhow::Result<AudioPipeline<S>> {
+    let cfg = CueConfig::load(cues_path)?;
+    let classes: Vec<String> = DATA_VISUAL_CLASSES.iter().map(|s| s.to_string()).collect();
+    let map = CueMap::new(&cfg.cues, scorer.labels(), &classes)
+        .with_context(|| format!("validating {}", cues_path.display()))?;
+    Ok(AudioPipeline::new(
+        LogMelConfig::default(),
+        cfg.detector,
+        map,
+        scorer,
+        input_rate_hz,
+    )?)
+}
+
+fn print(json: bool, events: &mut Vec<SoundEvent>, cues: &mut Vec<ClassCue>) {
+    for e in events.drain(..) {
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"type": "event", "label": e.label, "score": e.score, "onset_s": e.onset_s})
+            );
+        } else {
+            println!(
+                "{:9.3} s  event {:<14} score {:.3}",
+                e.onset_s, e.label, e.score
+            );
+        }
+    }
+    for c in cues.drain(..) {
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"type": "cue", "class": c.class, "score": c.score, "source": c.source, "time_s": c.time_s})
+            );
+        } else {
+            println!(
+                "{:9.3} s  cue   {:<14} score {:.3}",
+                c.time_s, c.class, c.score
+            );
+        }
+    }
+}
+
+/// Run `hlfp listen`.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.bench {
+        return bench(&args);
+    }
+    if let Some(wav) = &args.wav {
+        let clip = read_wav(wav)?;
+        if clip.non_finite > 0 {
+            tracing::warn!(
+                "{}: {} NaN/Inf samples replaced by 0",
+                wav.display(),
+                clip.non_finite
+            );
+        }
+        let scorer = load_scorer(&args.model)?;
+        let mut p = build_pipeline(&args.cues, scorer, clip.sample_rate_hz)?;
+        let (mut events, mut cues) = (Vec::new(), Vec::new());
+        // Stream it in 20 ms chunks, as a device would deliver it.
+        for chunk in clip
+            .samples
+            .chunks((clip.sample_rate_hz as usize / 50).max(1))
+        {
+            p.push(chunk, clip.sample_rate_hz, &mut events, &mut cues)?;
+            print(args.json, &mut events, &mut cues);
+        }
+        // Trailing silence so the last second is scored, then flush.
+        let pad = vec![0.0; clip.sample_rate_hz as usize];
+        p.push(&pad, clip.sample_rate_hz, &mut events, &mut cues)?;
+        p.finish(&mut events, &mut cues)?;
+        print(args.json, &mut events, &mut cues);
+        tracing::info!("stats: {}", serde_json::to_string(&p.stats())?);
+        return Ok(());
+    }
+    if let Some(device) = &args.mic {
+        return listen_mic(&args, device);
+    }
+    bail!("give --wav FILE, --mic [DEVICE] or --bench")
+}
+
+#[cfg(not(feature = "mic"))]
+fn listen_mic(_args: &Args, _device: &str) -> anyhow::Result<()> {
+    bail!("microphone capture is not in this build: rebuild with `cargo build --features mic`")
+}
+
+#[cfg(feature = "mic")]
+fn listen_mic(args: &Args, device: &str) -> anyhow::Result<()> {
+    use hlfp::audio::capture::MicCapture;
+    use std::sync::atomic::Ordering;
+    let mic = MicCapture::open((!device.is_empty()).then_some(device))?;
+    tracing::info!(
+        "capturing from {} at {} Hz, {} channels",
+        mic.device_name(),
+        mic.sample_rate_hz(),
+        mic.channels()
+    );
+    let scorer = load_scorer(&args.model)?;
+    let mut p = build_pipeline(&args.cues, scorer, mic.sample_rate_hz())?;
+    let (mut events, mut cues) = (Vec::new(), Vec::new());
+    loop {
+        if let Some(buf) = mic.recv_timeout(std::time::Duration::from_millis(500))? {
+            p.push(&buf, mic.sample_rate_hz(), &mut events, &mut cues)?;
+            mic.recycle(buf);
+            print(args.json, &mut events, &mut cues);
+        }
+        let dropped = mic.counters().dropped_samples.load(Ordering::Relaxed);
+        if dropped > 0 {
+            tracing::debug!("dropped {dropped} samples so far");
+        }
+    }
+}
+
+/// A fixed-cost scorer for the benchmark when no classifier is available.
+struct ConstScorer(Vec<String>);
+
+impl WindowScorer for ConstScorer {
+    fn labels(&self) -> &[String] {
+        &self.0
+    }
+    fn window_frames(&self) -> usize {
+        96
+    }
+    fn score(&mut self, _window: &[f32]) -> hlfp::Result<Vec<f32>> {
+        Ok(vec![0.0; self.0.len()])
+    }
+}
+
+fn bench(args: &Args) -> anyhow::Result<()> {
+    let seconds = 10usize;
+    let mut rng_state = 0x2545F4914F6CDD1Du64;
+    let mut noise = |n: usize, rate: usize| -> Vec<f32> {
+        (0..n * rate)
+            .map(|i| {
+                rng_state ^= rng_state << 13;
+                rng_state ^= rng_state >> 7;
+                rng_state ^= rng_state << 17;
+                0.1 * ((rng_state >> 40) as f32 / (1u64 << 24) as f32 - 0.5)
+                    + 0.3 * (i as f32 * 0.05).sin()
+            })
+            .collect()
+    };
+    let x48 = noise(seconds, 48_000);
+    let x16 = noise(seconds, 16_000);
+    let per_s = |t: f64| t * 1000.0 / seconds as f64;
+
+    let mut r = StreamResampler::new(48_000, 16_000)?;
+    let mut out = Vec::with_capacity(16_000 * seconds + 4096);
+    let t = Instant::now();
+    for c in x48.chunks(960) {
+        r.process(c, &mut out)?;
+    }
+    let resample_ms = per_s(t.elapsed().as_secs_f64());
+
+    let mut lm = LogMel::new(LogMelConfig::default())?;
+    let mut frames = Vec::with_capacity(64 * 100 * seconds);
+    let t = Instant::now();
+    for c in x16.chunks(320) {
+        lm.process(c, &mut frames);
+    }
+    let features_ms = per_s(t.elapsed().as_secs_f64());
+
+    let (scorer, which): (Box<dyn WindowScorer>, String) = match load_scorer(&args.model) {
+        Ok(s) => (s, args.model.display().to_string()),
+        Err(e) => {
+            tracing::warn!("{e:#}; timing the detector with a constant scorer");
+            let labels = CueConfig::load(&args.cues)?.cues.keys().cloned().collect();
+            (
+                Box::new(ConstScorer(labels)),
+                "constant scorer (no classifier)".into(),
+            )
+        }
+    };
+    let mut p = build_pipeline(&args.cues, scorer, 48_000)?;
+    let (mut ev, mut cues) = (Vec::new(), Vec::new());
+    let t = Instant::now();
+    for c in x48.chunks(960) {
+        p.push(c, 48_000, &mut ev, &mut cues)?;
+    }
+    let total_ms = per_s(t.elapsed().as_secs_f64());
+    let windows = p.stats().detector.windows;
+    let report = serde_json::json!({
+        "audio_s": seconds,
+        "threads": 1,
+        "resample_48k_to_16k_ms_per_s": resample_ms,
+        "logmel_ms_per_s": features_ms,
+        "pipeline_ms_per_s": total_ms,
+        "windows_scored": windows,
+        "scorer": which,
+        "real_time_factor": total_ms / 1000.0,
+    });
+    if args.json {
+        println!("{report}");
+    } else {
+        println!("1 s of 48 kHz audio on one thread: resample {resample_ms:.2} ms, log-mel {features_ms:.2} ms, whole pipeline ({which}) {total_ms:.2} ms ({windows} windows in {seconds} s)");
+    }
+    Ok(())
+}
