@@ -10,8 +10,8 @@ pub mod error;
 pub mod guidance;
 pub mod model;
 pub mod pipeline;
-pub mod train;
 pub mod ros;
+pub mod train;
 pub mod vision;
 
 pub use error::{Error, Result};

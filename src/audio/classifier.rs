@@ -501,3 +501,18 @@ fn config_from_metadata(
         norm,
     ))
 }
+
+/// The streaming detector scores windows through this trait.
+impl crate::audio::detector::WindowScorer for AudioClassifier {
+    fn labels(&self) -> &[String] {
+        AudioClassifier::labels(self)
+    }
+
+    fn window_frames(&self) -> usize {
+        AudioClassifier::window_frames(self)
+    }
+
+    fn score(&mut self, window: &[f32]) -> Result<Vec<f32>> {
+        self.predict(window)
+    }
+}

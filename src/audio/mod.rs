@@ -2,9 +2,9 @@
 //! sound-label -> visual-class mapping (the classifier lives next to them).
 
 pub mod augment;
-pub mod classifier;
 #[cfg(feature = "mic")]
 pub mod capture;
+pub mod classifier;
 pub mod cues;
 pub mod detector;
 pub mod eval;

@@ -38,11 +38,9 @@ pub struct Args {
 /// Load the audio classifier as a window scorer. The classifier lives in
 /// `hlfp::audio::classifier` (audio-model branch); until it is wired here, this says so.
 pub fn load_scorer(model: &Path) -> anyhow::Result<Box<dyn WindowScorer>> {
-    bail!(
-        "cannot load {}: no audio classifier is wired into this build yet \
-         (hlfp::audio::classifier::AudioClassifier must implement WindowScorer)",
-        model.display()
-    )
+    let clf = hlfp::audio::classifier::AudioClassifier::load(model, &candle_core::Device::Cpu)
+        .with_context(|| format!("loading the audio classifier {}", model.display()))?;
+    Ok(Box::new(clf))
 }
 
 /// Build the pipeline for `scorer`, validating the cue file against its labels and the
