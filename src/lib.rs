@@ -4,11 +4,13 @@
 //! cargo features (`ros2`, `camera`, `mic`, `cuda`).
 
 pub mod audio;
-pub mod engine;
 pub mod data;
+pub mod engine;
 pub mod error;
+pub mod eval;
 pub mod guidance;
 pub mod model;
+pub mod plot;
 pub mod vision;
 
 pub use error::{Error, Result};

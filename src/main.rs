@@ -19,6 +19,8 @@ struct Cli {
 enum Command {
     /// Parameters and MACs of a variant, class count and cutout.
     Cost(cli::cost::Args),
+    /// Evaluate a model on an ImageFolder: top-1, per class, cutouts, attention gains, confusion.
+    Eval(cli::eval::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -32,5 +34,6 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Cost(args) => cli::cost::run(args),
+        Command::Eval(args) => cli::eval::run(args),
     }
 }

@@ -1,3 +1,4 @@
 //! One file per `hlfp` subcommand: argument parsing and I/O; the work is in the library.
 
 pub mod cost;
+pub mod eval;
