@@ -21,6 +21,9 @@ pub enum Error {
         #[source]
         source: candle_core::Error,
     },
+    /// The runtime could not go on (its inference thread stopped, a sink closed, ...).
+    #[error("runtime: {0}")]
+    Runtime(String),
     /// An I/O error, with the path involved.
     #[error("{path}: {source}")]
     Io {

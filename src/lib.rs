@@ -10,7 +10,10 @@ pub mod error;
 pub mod eval;
 pub mod guidance;
 pub mod model;
+pub mod pipeline;
 pub mod plot;
+pub mod ros;
+pub mod train;
 pub mod vision;
 
 pub use error::{Error, Result};

@@ -21,6 +21,14 @@ enum Command {
     Cost(cli::cost::Args),
     /// Evaluate a model on an ImageFolder: top-1, per class, cutouts, attention gains, confusion.
     Eval(cli::eval::Args),
+    /// Batch-1 CPU latency of ResNet50 and HLFP-small cutouts, or peak RSS of a cutout load (--memory).
+    Bench(cli::bench::Args),
+    /// Train a model on an ImageFolder (checkpoints, resume, metrics log).
+    Train(cli::train::Args),
+    /// Classify one image, optionally with cues (`--cue cat`).
+    Classify(cli::classify::Args),
+    /// Train the audio cue classifier on labelled clips and write weights, card and held-out list.
+    TrainAudio(cli::train_audio::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -35,5 +43,9 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Cost(args) => cli::cost::run(args),
         Command::Eval(args) => cli::eval::run(args),
+        Command::Bench(args) => cli::bench::run(args),
+        Command::Train(args) => cli::train::run(args),
+        Command::Classify(args) => cli::classify::run(args),
+        Command::TrainAudio(args) => cli::train_audio::run(args),
     }
 }

@@ -1,4 +1,12 @@
 //! Audio cues: WAV input, resampling, the log-mel front-end, the streaming detector and the
 //! sound-label -> visual-class mapping (the classifier lives next to them).
 
+pub mod augment;
+pub mod classifier;
+pub mod cues;
+pub mod detector;
 pub mod features;
+pub mod pipeline;
+pub mod resample;
+pub mod train;
+pub mod wav;

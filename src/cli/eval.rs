@@ -21,7 +21,7 @@ use std::time::Instant;
 pub struct Args {
     /// Model: a .safetensors file (config in the sidecar <stem>.json or a state.json beside it)
     /// or a directory written by `hlfp train --out` (model.safetensors + model.json).
-    #[arg(long)]
+    #[arg(long, default_value = super::common::DEFAULT_MODEL)]
     pub model: PathBuf,
     /// Model config JSON (a ModelConfig, or a checkpoint state.json); overrides the sidecar.
     #[arg(long)]

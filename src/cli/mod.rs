@@ -1,4 +1,9 @@
 //! One file per `hlfp` subcommand: argument parsing and I/O; the work is in the library.
 
+pub mod bench;
+pub mod classify;
+pub mod common;
 pub mod cost;
 pub mod eval;
+pub mod train;
+pub mod train_audio;

@@ -520,3 +520,9 @@ fn slice_block(b: &Block, keep: &[usize]) -> Result<Block> {
             .transpose()?,
     })
 }
+
+impl WeightSource for crate::model::weights::MmapFile {
+    fn tensor(&self, name: &str) -> Result<Tensor> {
+        crate::model::weights::MmapFile::tensor(self, name)
+    }
+}

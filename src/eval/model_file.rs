@@ -41,7 +41,7 @@ impl ModelFiles {
             Some(c) => vec![c.to_path_buf()],
             None => {
                 let dir = weights.parent().unwrap_or(Path::new("."));
-                vec![weights.with_extension("json"), dir.join("state.json")]
+                vec![ModelConfig::sidecar_path(&weights), dir.join("state.json")]
             }
         };
         let Some(config_path) = candidates.iter().find(|p| p.is_file()).cloned() else {

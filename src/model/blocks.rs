@@ -34,6 +34,52 @@ fn rows_of(t: &Tensor, units: &[usize], n: usize) -> candle_core::Result<Tensor>
     t.index_select(&unit_rows(units, r, t.device())?, 0)
 }
 
+/// A convolution; grouped 1x1 convs (most of the branch stage) run as ONE batched matmul over
+/// the groups, because candle's grouped `conv2d` runs one conv per group and then concatenates,
+/// a loop whose overhead grows with the number of branches.
+pub fn conv(
+    x: &Tensor,
+    w: &Tensor,
+    pad: usize,
+    stride: usize,
+    groups: usize,
+) -> candle_core::Result<Tensor> {
+    let (cout, cin_g, kh, kw) = w.dims4()?;
+    if groups == 1 || kh != 1 || kw != 1 || pad != 0 {
+        return x.conv2d(w, pad, stride, 1, groups);
+    }
+    let x = subsample(x, stride)?;
+    let (b, cin, h, wd) = x.dims4()?;
+    if cin != cin_g * groups || cout % groups != 0 {
+        candle_core::bail!(
+            "grouped conv: input has {cin} channels, weight {:?} with {groups} groups",
+            w.dims()
+        );
+    }
+    let xs = x.reshape((b, groups, cin_g, h * wd))?;
+    let ws = w.reshape((1, groups, cout / groups, cin_g))?;
+    ws.broadcast_matmul(&xs)?.reshape((b, cout, h, wd))
+}
+
+/// Every `stride`-th row and column (what a 1x1 conv with that stride and no padding reads).
+fn subsample(x: &Tensor, stride: usize) -> candle_core::Result<Tensor> {
+    if stride == 1 {
+        return Ok(x.clone());
+    }
+    let (b, c, h, w) = x.dims4()?;
+    let (ho, wo) = (h.div_ceil(stride), w.div_ceil(stride));
+    let x = x
+        .pad_with_zeros(2, 0, ho * stride - h)?
+        .pad_with_zeros(3, 0, wo * stride - w)?;
+    let x = x
+        .reshape((b, c, ho, stride, wo * stride))?
+        .narrow(3, 0, 1)?
+        .squeeze(3)?;
+    x.reshape((b, c, ho, wo, stride))?
+        .narrow(4, 0, 1)?
+        .squeeze(4)
+}
+
 /// Convolution followed by BatchNorm: the autograd path.
 #[derive(Debug, Clone)]
 pub struct ConvBn {
@@ -53,7 +99,7 @@ pub struct ConvBn {
 
 impl ConvLayer for ConvBn {
     fn run(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
-        let y = x.conv2d(&self.weight, self.pad, self.stride, 1, self.groups)?;
+        let y = conv(x, &self.weight, self.pad, self.stride, self.groups)?;
         self.bn.forward_t(&y, train)
     }
 
@@ -130,8 +176,7 @@ impl FoldedConv {
 
 impl ConvLayer for FoldedConv {
     fn run(&self, x: &Tensor, _train: bool) -> candle_core::Result<Tensor> {
-        x.conv2d(&self.weight, self.pad, self.stride, 1, self.groups)?
-            .broadcast_add(&self.bias)
+        conv(x, &self.weight, self.pad, self.stride, self.groups)?.broadcast_add(&self.bias)
     }
 
     fn select_units(&self, units: &[usize], n: usize) -> candle_core::Result<Self> {
@@ -246,6 +291,33 @@ fn max_pool_3x3_s2_differentiable(x: &Tensor) -> candle_core::Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grouped_1x1_matmul_equals_conv2d() {
+        for (h, stride, groups) in [(8, 1, 3), (7, 2, 4), (6, 2, 1), (5, 3, 2)] {
+            let (b, cin_g, cout_g) = (2, 3, 5);
+            let xv: Vec<f32> = (0..b * groups * cin_g * h * h)
+                .map(|i| ((i * 13 % 29) as f32).cos())
+                .collect();
+            let wv: Vec<f32> = (0..groups * cout_g * cin_g)
+                .map(|i| ((i * 7 % 17) as f32).sin())
+                .collect();
+            let x = Tensor::from_vec(xv, (b, groups * cin_g, h, h), &Device::Cpu).unwrap();
+            let w = Tensor::from_vec(wv, (groups * cout_g, cin_g, 1, 1), &Device::Cpu).unwrap();
+            let a = x.conv2d(&w, 0, stride, 1, groups).unwrap();
+            let c = conv(&x, &w, 0, stride, groups).unwrap();
+            assert_eq!(a.dims(), c.dims());
+            let d: f32 = (a - c)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar()
+                .unwrap();
+            assert!(d < 1e-5, "{h} {stride} {groups}: {d}");
+        }
+    }
 
     #[test]
     fn differentiable_pool_equals_max_pool2d() {

@@ -295,6 +295,24 @@ impl ModelConfig {
         }
     }
 
+    /// The config file that sits next to a weights file: `model.safetensors` -> `model.json`.
+    pub fn sidecar_path(weights: &std::path::Path) -> std::path::PathBuf {
+        weights.with_extension("json")
+    }
+
+    /// Read the config next to `weights` (see [`ModelConfig::sidecar_path`]) and check it.
+    pub fn load_sidecar(weights: &std::path::Path) -> Result<Self> {
+        let path = Self::sidecar_path(weights);
+        let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let cfg: ModelConfig = serde_json::from_str(&text)
+            .map_err(|e| Error::Config(format!("{}: not a model config: {e}", path.display())))?;
+        cfg.architecture()?;
+        Ok(cfg)
+    }
+
     /// Number of classes k.
     pub fn num_classes(&self) -> usize {
         self.class_names.len()

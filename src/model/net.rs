@@ -14,6 +14,9 @@ use std::sync::{Arc, Mutex};
 /// How many cut-down weight sets a model keeps (most recently used first).
 const CACHE_SLOTS: usize = 8;
 
+/// Cut-down branch stages keyed by class positions, most recently used first.
+type CutCache<L> = Vec<(Vec<usize>, Arc<BranchSet<L>>)>;
+
 /// The branch stage (blocks + head) for one set of active classes.
 #[derive(Debug)]
 pub(crate) struct BranchSet<L> {
@@ -55,7 +58,7 @@ pub(crate) struct Net<L> {
     pub loaded_classes: Vec<usize>,
     /// Loaded superclasses (nested), sorted: the rows of block 0's tensors.
     pub loaded_supers: Vec<usize>,
-    cache: Mutex<Vec<(Vec<usize>, Arc<BranchSet<L>>)>>,
+    cache: Mutex<CutCache<L>>,
     pub dtype: DType,
     pub device: Device,
 }

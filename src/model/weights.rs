@@ -110,6 +110,19 @@ impl MmapFile {
         self.meta.tensors().into_keys().collect()
     }
 
+    /// The shape of tensor `name` as stored, if the file has it.
+    pub fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        self.meta.info(name).map(|i| i.shape.clone())
+    }
+
+    /// Read the whole tensor `name` (f16/bf16 converted to f32) on the file's device.
+    pub fn tensor(&self, name: &str) -> Result<Tensor> {
+        let shape = self
+            .shape(name)
+            .ok_or_else(|| self.err(format!("missing tensor `{name}`")))?;
+        self.fetch(name, &shape, None)
+    }
+
     fn err(&self, msg: String) -> Error {
         Error::Weights {
             path: self.path.clone(),
@@ -150,16 +163,13 @@ impl Source for MmapFile {
         let start = 8 + self.header_len + info.data_offsets.0;
         let data = &self.mmap[start..8 + self.header_len + info.data_offsets.1];
         let numel: usize = shape.iter().product();
-        let row_bytes = if shape[0] == 0 {
-            0
-        } else {
-            numel / shape[0] * elem
-        };
-        // Copy only the wanted row ranges (consecutive units merge into one range).
+        let dim0 = shape.first().copied().unwrap_or(1);
+        let row_bytes = numel.checked_div(dim0).unwrap_or(0) * elem;
+        // Copy only the wanted branches' row ranges.
         let (bytes, rows): (Vec<&[u8]>, usize) = match units {
-            None => (vec![data], shape[0]),
+            None => (vec![data], dim0),
             Some((u, n)) => {
-                let r = shape[0] / n.max(1);
+                let r = dim0 / n.max(1);
                 (
                     u.iter()
                         .map(|&i| &data[i * r * row_bytes..(i + 1) * r * row_bytes])
@@ -169,7 +179,9 @@ impl Source for MmapFile {
             }
         };
         let mut out_shape = shape.to_vec();
-        out_shape[0] = rows;
+        if let Some(d) = out_shape.first_mut() {
+            *d = rows;
+        }
         let t = if dtype == DType::F32 {
             let mut v = Vec::with_capacity(rows * row_bytes / 4);
             for chunk in bytes {
@@ -185,7 +197,21 @@ impl Source for MmapFile {
             Tensor::from_raw_buffer(&buf, dtype, &out_shape, &self.device)
                 .and_then(|t| t.to_dtype(DType::F32))
         };
-        t.map_err(|e| self.err(format!("tensor `{name}`: {e}")))
+        let t = t.map_err(|e| self.err(format!("tensor `{name}`: {e}")))?;
+        // The bytes are copied; drop the mapped pages so resident memory tracks what was loaded,
+        // not what was read (a read-only file mapping re-reads from the file if touched again).
+        #[cfg(unix)]
+        if data.len() >= 1 << 20 {
+            // SAFETY: MADV_DONTNEED on a read-only, file-backed mapping only discards cached pages.
+            let _ = unsafe {
+                self.mmap.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    start,
+                    data.len(),
+                )
+            };
+        }
+        Ok(t)
     }
 }
 

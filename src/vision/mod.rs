@@ -2,5 +2,6 @@
 //! training augmentation.
 
 pub mod augment;
+pub mod classifier;
 pub mod encoding;
 pub mod preprocess;

@@ -1,0 +1,564 @@
+//! Training and evaluation of the audio classifier: the held-out split, class-balanced sampling
+//! of augmented windows, the AdamW loop and per-label held-out accuracy. No I/O: the caller
+//! reads the clips, supplies the front-end as a function and shows progress.
+
+use std::collections::{BTreeMap, HashSet};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{Optimizer, VarBuilder, VarMap};
+use rand::Rng;
+
+use super::augment::{crop_at, AugmentConfig, Augmenter};
+use super::classifier::{AudioClassifier, AudioClassifierConfig, FeatureNorm};
+use crate::error::{CandleContext, Error, Result};
+
+/// The front-end as the trainer sees it: samples in, `frames x n_mels` log-mel values out.
+pub type FeatureFn<'a> = dyn Fn(&[f32]) -> Result<Vec<f32>> + 'a;
+
+/// Labels that may be mixed under other clips as background. `chainsaw` is a background sound
+/// too, but it is also a cue label (chainsaw -> chain_saw), so mixing it under a cat would teach
+/// the model to ignore chainsaws; it is left out on purpose.
+pub const DEFAULT_BACKGROUND_LABELS: [&str; 7] = [
+    "rain",
+    "sea_waves",
+    "crackling_fire",
+    "clock_tick",
+    "helicopter",
+    "sneezing",
+    "crying_baby",
+];
+
+/// One clip's identity: its label (the folder) and its path relative to the data directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClipRef {
+    /// Sound label (folder name).
+    pub label: String,
+    /// Path relative to the data directory, e.g. `cat/sasmaz_kedi-part1_cat_11.wav`.
+    pub rel_path: String,
+}
+
+/// A decoded clip at the model's sample rate with its label index.
+#[derive(Debug, Clone)]
+pub struct Clip {
+    /// Index into the label list.
+    pub label: usize,
+    /// Path relative to the data directory.
+    pub rel_path: String,
+    /// Mono samples in [-1, 1] at the front-end's rate.
+    pub samples: Vec<f32>,
+}
+
+/// Recording a clip was cut from: ESC-10 names `<fold>-<freesound id>-<take>.wav` share a
+/// recording across takes, so the take letter is dropped; other names are their own group.
+pub fn recording_key(rel_path: &str) -> String {
+    let stem = rel_path.strip_suffix(".wav").unwrap_or(rel_path);
+    let name = stem.rsplit('/').next().unwrap_or(stem);
+    if name.starts_with("esc10_") {
+        if let Some((head, take)) = name.rsplit_once('-') {
+            if take.len() == 1 && take.chars().all(|c| c.is_ascii_uppercase()) {
+                return head.to_string();
+            }
+        }
+    }
+    name.to_string()
+}
+
+/// Deterministic stratified split: per label, recordings (see [`recording_key`]) sorted by name,
+/// every `every`-th one (the 5th, 10th, ... for `every` = 5) held out with all its clips.
+/// Returns `true` for held-out clips, in input order. Labels with fewer than `every` recordings
+/// still hold out one (the last), so every label is evaluated.
+pub fn holdout_mask(clips: &[ClipRef], every: usize) -> Result<Vec<bool>> {
+    if every < 2 {
+        return Err(Error::Config(format!(
+            "holdout_every must be >= 2, got {every}"
+        )));
+    }
+    let mut groups: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for c in clips {
+        groups
+            .entry(c.label.as_str())
+            .or_default()
+            .push(recording_key(&c.rel_path));
+    }
+    let mut held: HashSet<(String, String)> = HashSet::new();
+    for (label, keys) in groups.iter_mut() {
+        keys.sort();
+        keys.dedup();
+        if keys.len() < 2 {
+            continue;
+        }
+        let mut any = false;
+        for (i, k) in keys.iter().enumerate() {
+            if i % every == every - 1 {
+                held.insert((label.to_string(), k.clone()));
+                any = true;
+            }
+        }
+        if !any {
+            if let Some(k) = keys.last() {
+                held.insert((label.to_string(), k.clone()));
+            }
+        }
+    }
+    Ok(clips
+        .iter()
+        .map(|c| held.contains(&(c.label.clone(), recording_key(&c.rel_path))))
+        .collect())
+}
+
+/// Settings of one training run.
+#[derive(Debug, Clone)]
+pub struct TrainAudioConfig {
+    /// Passes over `steps_per_epoch` batches.
+    pub epochs: usize,
+    /// Batches per epoch (sampling is with replacement, so an epoch is a unit of work).
+    pub steps_per_epoch: usize,
+    /// Windows per batch.
+    pub batch_size: usize,
+    /// Peak learning rate of AdamW; it decays along a cosine to 5 % of this.
+    pub lr: f64,
+    /// AdamW weight decay.
+    pub weight_decay: f64,
+    /// Seed of the sampler, augmentation and weight init.
+    pub seed: u64,
+    /// Augmented windows used to estimate the feature normalisation before training.
+    pub norm_windows: usize,
+    /// Labels whose training clips are mixed under other clips as background.
+    pub background_labels: Vec<String>,
+    /// Augmentation settings; `window_samples` must give exactly `window_frames` frames.
+    pub augment: AugmentConfig,
+}
+
+impl TrainAudioConfig {
+    /// The shipped recipe for windows of `window_samples` samples.
+    pub fn new(window_samples: usize) -> Self {
+        Self {
+            epochs: 16,
+            steps_per_epoch: 50,
+            batch_size: 32,
+            lr: 3e-3,
+            weight_decay: 1e-2,
+            seed: 1,
+            norm_windows: 512,
+            background_labels: DEFAULT_BACKGROUND_LABELS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            augment: AugmentConfig::new(window_samples),
+        }
+    }
+}
+
+/// What the progress callback sees after each step.
+#[derive(Debug, Clone, Copy)]
+pub struct StepInfo {
+    /// Steps done so far (1-based).
+    pub step: usize,
+    /// Steps in the run.
+    pub total_steps: usize,
+    /// Epoch of this step (1-based).
+    pub epoch: usize,
+    /// Cross-entropy of this batch.
+    pub loss: f32,
+    /// Exponential moving average of the loss (for display).
+    pub loss_ema: f32,
+    /// Learning rate used for this step.
+    pub lr: f64,
+}
+
+/// Draws class-balanced batches of augmented feature windows from the training clips.
+pub struct WindowSampler<'a> {
+    by_label: Vec<Vec<&'a Clip>>,
+    backgrounds: Vec<(usize, &'a [f32])>,
+    augmenter: Augmenter,
+}
+
+impl<'a> WindowSampler<'a> {
+    /// A sampler over `clips` (`n_labels` labels). `background_labels` are label indices whose
+    /// clips are mixed under others. Every label needs at least one clip.
+    pub fn new(
+        clips: &'a [Clip],
+        n_labels: usize,
+        background_labels: &[usize],
+        augment: AugmentConfig,
+        seed: u64,
+    ) -> Result<Self> {
+        let mut by_label = vec![Vec::new(); n_labels];
+        for c in clips {
+            by_label
+                .get_mut(c.label)
+                .ok_or_else(|| {
+                    Error::BadInput(format!(
+                        "clip {} has label index {} of {n_labels}",
+                        c.rel_path, c.label
+                    ))
+                })?
+                .push(c);
+        }
+        if let Some(l) = by_label.iter().position(|v| v.is_empty()) {
+            return Err(Error::BadInput(format!(
+                "label index {l} has no training clips"
+            )));
+        }
+        let backgrounds = clips
+            .iter()
+            .filter(|c| background_labels.contains(&c.label))
+            .map(|c| (c.label, c.samples.as_slice()))
+            .collect();
+        Ok(Self {
+            by_label,
+            backgrounds,
+            augmenter: Augmenter::new(augment, seed)?,
+        })
+    }
+
+    /// One augmented waveform window and its label: a label drawn uniformly (class-balanced),
+    /// a clip of it drawn uniformly, backgrounds limited to other labels.
+    pub fn sample_waveform(&mut self) -> Result<(Vec<f32>, usize)> {
+        let label = self.augmenter.rng().random_range(0..self.by_label.len());
+        let clips = &self.by_label[label];
+        let clip = clips[self.augmenter.rng().random_range(0..clips.len())];
+        let bgs: Vec<&[f32]> = self
+            .backgrounds
+            .iter()
+            .filter(|(l, _)| *l != label)
+            .map(|(_, s)| *s)
+            .collect();
+        Ok((self.augmenter.window(&clip.samples, &bgs)?, label))
+    }
+
+    /// A batch of feature windows (`n` of them, each `frames x n_mels`) and labels.
+    pub fn sample_batch(
+        &mut self,
+        n: usize,
+        features: &FeatureFn,
+        window_len: usize,
+    ) -> Result<(Vec<f32>, Vec<u32>)> {
+        let mut xs = Vec::with_capacity(n * window_len);
+        let mut ys = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (wave, label) = self.sample_waveform()?;
+            let f = features(&wave)?;
+            if f.len() != window_len {
+                return Err(Error::Config(format!(
+                    "front-end gave {} values for a {}-sample window, the model needs {window_len}",
+                    f.len(),
+                    wave.len()
+                )));
+            }
+            xs.extend_from_slice(&f);
+            ys.push(label as u32);
+        }
+        Ok((xs, ys))
+    }
+}
+
+/// Train a classifier from scratch on `clips` (training split only). `features` is the
+/// front-end; `on_step` is called after every step (progress display).
+pub fn train(
+    model_cfg: AudioClassifierConfig,
+    clips: &[Clip],
+    cfg: &TrainAudioConfig,
+    features: &FeatureFn,
+    device: &Device,
+    on_step: &mut dyn FnMut(StepInfo),
+) -> Result<AudioClassifier> {
+    model_cfg.validate()?;
+    if cfg.epochs == 0 || cfg.steps_per_epoch == 0 || cfg.batch_size < 2 {
+        return Err(Error::Config(format!(
+            "need epochs > 0, steps_per_epoch > 0, batch_size >= 2 (batch norm), got {} / {} / {}",
+            cfg.epochs, cfg.steps_per_epoch, cfg.batch_size
+        )));
+    }
+    let bg: Vec<usize> = cfg
+        .background_labels
+        .iter()
+        .filter_map(|b| model_cfg.labels.iter().position(|l| l == b))
+        .collect();
+    let window_len = model_cfg.window_len();
+    let mut sampler = WindowSampler::new(
+        clips,
+        model_cfg.labels.len(),
+        &bg,
+        cfg.augment.clone(),
+        cfg.seed,
+    )?;
+
+    // Normalisation from augmented windows, so it matches what the network sees in training.
+    let (xs, _) = sampler.sample_batch(cfg.norm_windows.max(1), features, window_len)?;
+    let windows: Vec<Vec<f32>> = xs.chunks(window_len).map(|c| c.to_vec()).collect();
+    let norm = FeatureNorm::from_windows(&windows, model_cfg.n_mels)?;
+
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+    let model = AudioClassifier::new(model_cfg, norm, vb)?;
+    seeded_init(&varmap, cfg.seed, device)?;
+    let params = candle_nn::ParamsAdamW {
+        lr: cfg.lr,
+        weight_decay: cfg.weight_decay,
+        ..Default::default()
+    };
+    let mut opt = candle_nn::AdamW::new(varmap.all_vars(), params).ctx("AdamW")?;
+
+    let total = cfg.epochs * cfg.steps_per_epoch;
+    let mut ema: Option<f32> = None;
+    for step in 0..total {
+        let lr = cosine_lr(cfg.lr, step, total);
+        opt.set_learning_rate(lr);
+        let (xs, ys) = sampler.sample_batch(cfg.batch_size, features, window_len)?;
+        let loss = train_step(&model, &mut opt, xs, ys, device)?;
+        let e = ema.map_or(loss, |e| 0.95 * e + 0.05 * loss);
+        ema = Some(e);
+        on_step(StepInfo {
+            step: step + 1,
+            total_steps: total,
+            epoch: step / cfg.steps_per_epoch + 1,
+            loss,
+            loss_ema: e,
+            lr,
+        });
+    }
+    Ok(model)
+}
+
+/// Re-initialise the weights from a seeded RNG: candle's CPU RNG cannot be seeded, so without
+/// this two runs with the same seed would start from different weights. Conv weights get He
+/// normal init (fan-in), linear weights and biases uniform in +-1/sqrt(fan-in) (PyTorch's
+/// default); batch-norm parameters keep their constant init.
+pub fn seeded_init(varmap: &VarMap, seed: u64, device: &Device) -> Result<()> {
+    use rand::SeedableRng;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x5EED_1417);
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|_| Error::Config("varmap lock poisoned".into()))?;
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    let head_fan_in = data
+        .get("head.weight")
+        .and_then(|v| v.dims().get(1).copied())
+        .unwrap_or(1);
+    for name in names {
+        let var = &data[name];
+        let shape = var.shape().clone();
+        let n = shape.elem_count();
+        let values: Vec<f32> = if name.ends_with("conv.weight") {
+            let fan_in: usize = shape.dims()[1..].iter().product();
+            let std = (2.0 / fan_in.max(1) as f64).sqrt() as f32;
+            super::augment::white_noise(n, &mut rng)
+                .into_iter()
+                .map(|v| v * std)
+                .collect()
+        } else if name.starts_with("head.") {
+            let bound = 1.0 / (head_fan_in as f32).sqrt();
+            (0..n).map(|_| rng.random_range(-bound..=bound)).collect()
+        } else {
+            continue;
+        };
+        let t = Tensor::from_vec(values, shape, device).ctx("init tensor")?;
+        var.set(&t).ctx(format!("init {name}"))?;
+    }
+    Ok(())
+}
+
+/// Cosine decay from `peak` to 5 % of it over `total` steps.
+fn cosine_lr(peak: f64, step: usize, total: usize) -> f64 {
+    let t = step as f64 / total.max(1) as f64;
+    let floor = 0.05 * peak;
+    floor + (peak - floor) * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+}
+
+/// One AdamW step on a batch of raw feature windows `xs` (batch x frames x mels) with labels
+/// `ys`; returns the batch's cross-entropy before the update.
+pub fn train_step(
+    model: &AudioClassifier,
+    opt: &mut candle_nn::AdamW,
+    xs: Vec<f32>,
+    ys: Vec<u32>,
+    device: &Device,
+) -> Result<f32> {
+    let n = ys.len();
+    let cfg = model.config();
+    let x = Tensor::from_vec(xs, (n, cfg.window_frames, cfg.n_mels), device).ctx("batch")?;
+    let y = Tensor::from_vec(ys, n, device).ctx("labels")?;
+    let logits = model.forward_t(&x, true).ctx("forward")?;
+    let loss = candle_nn::loss::cross_entropy(&logits, &y).ctx("loss")?;
+    opt.backward_step(&loss).ctx("backward")?;
+    loss.to_scalar::<f32>().ctx("loss value")
+}
+
+/// Feature windows of a whole clip for evaluation: the clip is zero-padded (centred) to at
+/// least `window_samples`, run through the front-end once, and cut into windows of
+/// `window_frames` every `hop_frames` (the detector's view of a clip).
+pub fn clip_windows(
+    samples: &[f32],
+    window_samples: usize,
+    window_frames: usize,
+    n_mels: usize,
+    hop_frames: usize,
+    features: &FeatureFn,
+) -> Result<Vec<Vec<f32>>> {
+    if hop_frames == 0 {
+        return Err(Error::Config("hop_frames must be > 0".into()));
+    }
+    let padded;
+    let wave = if samples.len() < window_samples {
+        padded = crop_at(
+            samples,
+            window_samples,
+            (window_samples - samples.len()) / 2,
+        );
+        &padded[..]
+    } else {
+        samples
+    };
+    let f = features(wave)?;
+    let frames = f.len() / n_mels;
+    if frames < window_frames {
+        return Err(Error::Config(format!(
+            "front-end gave {frames} frames for {} samples, need >= {window_frames}",
+            wave.len()
+        )));
+    }
+    Ok((0..=frames - window_frames)
+        .step_by(hop_frames)
+        .map(|s| f[s * n_mels..(s + window_frames) * n_mels].to_vec())
+        .collect())
+}
+
+/// Held-out accuracy of one label.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelEval {
+    /// The label.
+    pub label: String,
+    /// Held-out clips of this label.
+    pub clips: usize,
+    /// Windows cut from them.
+    pub windows: usize,
+    /// Windows whose argmax is this label.
+    pub window_correct: usize,
+    /// Clips whose mean-over-windows probability has its argmax at this label.
+    pub clip_correct_mean: usize,
+    /// Clips whose single highest (window, label) score is this label.
+    pub clip_correct_max: usize,
+    /// Clips with at least one window scoring this label >= the cue threshold (detector recall).
+    pub clip_hit_at_threshold: usize,
+    /// Windows of *other* labels' clips that score this label >= the cue threshold.
+    pub false_windows: usize,
+}
+
+/// Evaluation of a model on held-out clips.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalReport {
+    /// Per label, in model label order.
+    pub per_label: Vec<LabelEval>,
+    /// Windows from all clips.
+    pub total_windows: usize,
+    /// Clip-level confusion (mean rule): `confusion[true][predicted]`.
+    pub confusion: Vec<Vec<usize>>,
+    /// Probability threshold used for `clip_hit_at_threshold` and `false_windows`.
+    pub threshold: f32,
+    /// Hop between evaluation windows in frames.
+    pub hop_frames: usize,
+}
+
+/// Score every clip window by window and tally per-label accuracy.
+pub fn evaluate(
+    model: &AudioClassifier,
+    clips: &[Clip],
+    window_samples: usize,
+    hop_frames: usize,
+    threshold: f32,
+    features: &FeatureFn,
+) -> Result<EvalReport> {
+    let labels = model.labels();
+    let n = labels.len();
+    let mut per_label: Vec<LabelEval> = labels
+        .iter()
+        .map(|l| LabelEval {
+            label: l.clone(),
+            clips: 0,
+            windows: 0,
+            window_correct: 0,
+            clip_correct_mean: 0,
+            clip_correct_max: 0,
+            clip_hit_at_threshold: 0,
+            false_windows: 0,
+        })
+        .collect();
+    let mut confusion = vec![vec![0usize; n]; n];
+    let mut total_windows = 0;
+    for clip in clips {
+        let t = clip.label;
+        if t >= n {
+            return Err(Error::BadInput(format!(
+                "clip {} has label index {t} of {n}",
+                clip.rel_path
+            )));
+        }
+        let windows = clip_windows(
+            &clip.samples,
+            window_samples,
+            model.window_frames(),
+            model.n_mels(),
+            hop_frames,
+            features,
+        )?;
+        let refs: Vec<&[f32]> = windows.iter().map(|w| w.as_slice()).collect();
+        let mut probs = Vec::with_capacity(refs.len());
+        for chunk in refs.chunks(64) {
+            probs.extend(model.predict_batch(chunk)?);
+        }
+        let e = &mut per_label[t];
+        e.clips += 1;
+        e.windows += probs.len();
+        total_windows += probs.len();
+        let mut mean = vec![0f32; n];
+        let mut best = (f32::MIN, 0usize);
+        let mut hit = false;
+        for p in &probs {
+            let am = argmax(p);
+            if am == t {
+                per_label[t].window_correct += 1;
+            }
+            if p[t] >= threshold {
+                hit = true;
+            }
+            for (j, &v) in p.iter().enumerate() {
+                mean[j] += v;
+                if v > best.0 {
+                    best = (v, j);
+                }
+                if j != t && v >= threshold {
+                    per_label[j].false_windows += 1;
+                }
+            }
+        }
+        let pm = argmax(&mean);
+        confusion[t][pm] += 1;
+        let e = &mut per_label[t];
+        if pm == t {
+            e.clip_correct_mean += 1;
+        }
+        if best.1 == t {
+            e.clip_correct_max += 1;
+        }
+        if hit {
+            e.clip_hit_at_threshold += 1;
+        }
+    }
+    Ok(EvalReport {
+        per_label,
+        total_windows,
+        confusion,
+        threshold,
+        hop_frames,
+    })
+}
+
+fn argmax(p: &[f32]) -> usize {
+    p.iter()
+        .enumerate()
+        .fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b })
+        .0
+}

@@ -1,0 +1,285 @@
+//! `hlfp train`: train a model on an ImageFolder with the threaded loader, a progress bar,
+//! per-epoch checkpoints (resumable), validation and a JSONL metrics log.
+
+use anyhow::{bail, Context};
+use hlfp::data::image_folder::{read_class_list, ImageFolder, Verify};
+use hlfp::data::loader::{BatchLoader, LoaderConfig, Transform};
+use hlfp::model::{ModelConfig, Variant};
+use hlfp::train::trainer::{init_tensors, merge_pretrained};
+use hlfp::train::{Checkpoint, OptimizerConfig, TrainConfig, Trainer};
+use hlfp::vision::augment::{AugmentConfig, RandAugmentConfig};
+use hlfp::vision::preprocess::PreprocessConfig;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Optimizer choice.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Opt {
+    /// SGD with Nesterov momentum.
+    Sgd,
+    /// AdamW.
+    Adamw,
+}
+
+/// Arguments of `hlfp train`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Training ImageFolder (DIR/<class>/*.jpg|png).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Validation ImageFolder, evaluated after every epoch.
+    #[arg(long)]
+    pub val: Option<PathBuf>,
+    /// Class list file (one name per line); default: the training folder's sorted subfolders.
+    #[arg(long)]
+    pub classes: Option<PathBuf>,
+    /// Model variant (hlfp-small, hlfp-late-sp, resnet18, ...).
+    #[arg(long, default_value = "hlfp-small")]
+    pub variant: String,
+    /// Channel width multiplier.
+    #[arg(long, default_value_t = 0.25)]
+    pub width: f64,
+    /// Square input size in pixels.
+    #[arg(long, default_value_t = 112)]
+    pub input_size: usize,
+    /// Epochs (with --resume: the total to reach).
+    #[arg(long, default_value_t = 30)]
+    pub epochs: u64,
+    /// Batch size.
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// Optimizer.
+    #[arg(long, value_enum, default_value = "adamw")]
+    pub optimizer: Opt,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 2e-3)]
+    pub lr: f64,
+    /// Final learning rate of the cosine schedule.
+    #[arg(long, default_value_t = 1e-5)]
+    pub min_lr: f64,
+    /// Warm-up epochs (linear).
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup_epochs: f64,
+    /// Label smoothing.
+    #[arg(long, default_value_t = 0.1)]
+    pub label_smoothing: f64,
+    /// Weight decay (not on BatchNorm parameters and biases).
+    #[arg(long, default_value_t = 0.05)]
+    pub weight_decay: f64,
+    /// SGD momentum.
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f64,
+    /// Seed of the initialization, the shuffle and the augmentation.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Loader worker threads (decoding and augmentation).
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// RandAugment magnitude (0..10); see --no-randaugment.
+    #[arg(long, default_value_t = 9.0)]
+    pub magnitude: f32,
+    /// RandAugment ops per image.
+    #[arg(long, default_value_t = 2)]
+    pub ra_ops: usize,
+    /// Turn RandAugment off.
+    #[arg(long)]
+    pub no_randaugment: bool,
+    /// Smallest random-resized-crop area fraction.
+    #[arg(long, default_value_t = 0.08)]
+    pub min_scale: f64,
+    /// Initialize matching tensors (e.g. the shared trunk) from a torchvision/timm ResNet50
+    /// safetensors file.
+    #[arg(long)]
+    pub init_trunk: Option<PathBuf>,
+    /// Output folder: checkpoint/, metrics.jsonl, model.safetensors, model.json.
+    #[arg(long, default_value = "runs/train")]
+    pub out: PathBuf,
+    /// Continue from OUT/checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// Use only the first N training images of a seeded shuffle (smoke runs).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Device: cpu or cuda:N (needs the `cuda` feature).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+fn device(spec: &str) -> anyhow::Result<candle_core::Device> {
+    match spec {
+        "cpu" => Ok(candle_core::Device::Cpu),
+        s if s.starts_with("cuda") => {
+            let n = s
+                .strip_prefix("cuda:")
+                .unwrap_or("0")
+                .parse()
+                .context("cuda device index")?;
+            Ok(candle_core::Device::new_cuda(n)?)
+        }
+        s => bail!("unknown device {s:?} (expected cpu or cuda:N)"),
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let dev = device(&args.device)?;
+    let classes = args.classes.as_deref().map(read_class_list).transpose()?;
+    let train_ds = ImageFolder::open(&args.data, classes.as_deref(), Verify::Header)?;
+    if train_ds.is_empty() {
+        bail!("{}: no training images", args.data.display());
+    }
+    let mut samples = train_ds.samples.clone();
+    if let Some(n) = args.limit {
+        let order = BatchLoader::new(
+            samples.clone(),
+            Transform::Eval(PreprocessConfig::imagenet(8)),
+            LoaderConfig::train(1, 1, args.seed),
+        )?
+        .epoch_order(u64::MAX);
+        samples = order
+            .into_iter()
+            .take(n)
+            .map(|i| train_ds.samples[i].clone())
+            .collect();
+    }
+    let aug = AugmentConfig {
+        scale: (args.min_scale, 1.0),
+        rand_augment: (!args.no_randaugment).then_some(RandAugmentConfig {
+            num_ops: args.ra_ops,
+            magnitude: args.magnitude,
+            ..RandAugmentConfig::default()
+        }),
+        ..AugmentConfig::imagenet(args.input_size)
+    };
+    let loader = BatchLoader::new(
+        samples,
+        Transform::Train(aug),
+        LoaderConfig::train(args.batch, args.workers, args.seed),
+    )?;
+    let val_loader = match &args.val {
+        Some(dir) => {
+            let ds = ImageFolder::open(dir, Some(&train_ds.classes), Verify::Header)?;
+            Some(BatchLoader::new(
+                ds.samples,
+                Transform::Eval(PreprocessConfig::imagenet(args.input_size)),
+                LoaderConfig::eval(args.batch, args.workers),
+            )?)
+        }
+        None => None,
+    };
+    let ckpt_dir = args.out.join("checkpoint");
+    let mut trainer = if args.resume && ckpt_dir.join(Checkpoint::STATE).exists() {
+        let mut t = Checkpoint::resume(&ckpt_dir, &dev)?;
+        if t.model_config().class_names != train_ds.classes {
+            bail!("the checkpoint's classes differ from the training folder's");
+        }
+        t.set_epochs(args.epochs);
+        tracing::info!(
+            "resumed at epoch {} from {}",
+            t.epochs_done,
+            ckpt_dir.display()
+        );
+        t
+    } else {
+        let variant: Variant = args.variant.parse()?;
+        let model_cfg = ModelConfig {
+            class_names: train_ds.classes.clone(),
+            input_size: args.input_size,
+            width: args.width,
+            ..ModelConfig::new(variant, train_ds.classes.len())
+        };
+        let cfg = TrainConfig {
+            epochs: args.epochs,
+            steps_per_epoch: loader.batches_per_epoch().max(1) as u64,
+            optimizer: match args.optimizer {
+                Opt::Sgd => OptimizerConfig::Sgd {
+                    momentum: args.momentum,
+                    nesterov: true,
+                },
+                Opt::Adamw => OptimizerConfig::adamw(),
+            },
+            lr: args.lr,
+            min_lr: args.min_lr,
+            warmup_epochs: args.warmup_epochs,
+            label_smoothing: args.label_smoothing,
+            weight_decay: args.weight_decay,
+            seed: args.seed,
+        };
+        let mut init = init_tensors(&model_cfg, args.seed, &dev)?;
+        if let Some(p) = &args.init_trunk {
+            let pre = candle_core::safetensors::load(p, &dev)
+                .with_context(|| format!("reading {}", p.display()))?;
+            let (copied, skipped) = merge_pretrained(&mut init, &pre)?;
+            tracing::info!(
+                "{}: copied {} tensors, skipped {} (name or shape not in this model)",
+                p.display(),
+                copied.len(),
+                skipped.len()
+            );
+        }
+        Trainer::from_tensors(model_cfg, cfg, init, &dev)?
+    };
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(args.out.join("metrics.jsonl"))?;
+    let per_epoch = loader.batches_per_epoch() as u64;
+    let style = ProgressStyle::with_template(
+        "epoch {prefix} [{bar:30}] {pos}/{len} {msg} elapsed {elapsed} ETA {eta}",
+    )?
+    .progress_chars("=> ");
+    while trainer.epochs_done < trainer.config().epochs {
+        let epoch = trainer.epochs_done;
+        let bar = ProgressBar::new(per_epoch).with_style(style.clone());
+        bar.set_prefix(format!("{}/{}", epoch + 1, trainer.config().epochs));
+        let start = Instant::now();
+        let mut seen = 0usize;
+        let mut m = trainer.train_epoch(loader.epoch(epoch), |s| {
+            seen += s.images;
+            let ips = seen as f64 / start.elapsed().as_secs_f64().max(1e-9);
+            bar.set_message(format!(
+                "loss {:.4} lr {:.2e} {:.1} img/s",
+                s.loss, s.lr, ips
+            ));
+            bar.inc(1);
+        })?;
+        bar.finish();
+        let secs = start.elapsed().as_secs_f64();
+        m.seconds = Some(secs);
+        m.images_per_s = Some(m.train_images as f64 / secs.max(1e-9));
+        if let Some(v) = &val_loader {
+            let (loss, top1) = trainer.evaluate(v.epoch(0))?;
+            m.val_loss = Some(loss);
+            m.val_top1 = Some(top1);
+        }
+        if let Some(last) = trainer.history.last_mut() {
+            *last = m.clone();
+        }
+        writeln!(log, "{}", serde_json::to_string(&m)?)?;
+        Checkpoint::save(&trainer, &ckpt_dir)?;
+        trainer
+            .model()
+            .save_safetensors(args.out.join("model.safetensors"))?;
+        std::fs::write(
+            args.out.join("model.json"),
+            serde_json::to_string_pretty(trainer.model_config())?,
+        )?;
+        eprintln!(
+            "epoch {}: train loss {:.4} top1 {:.3} | val {} | {:.1} img/s, {:.0} s, {} skipped",
+            epoch + 1,
+            m.train_loss,
+            m.train_top1,
+            m.val_top1.map_or("-".into(), |t| format!(
+                "top1 {t:.3} loss {:.4}",
+                m.val_loss.unwrap_or(f64::NAN)
+            )),
+            m.images_per_s.unwrap_or(0.0),
+            secs,
+            m.skipped
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,209 @@
+//! A vision model behind the runtime's [`FrameClassifier`]: preprocessing, the backend (the GEMM
+//! engine on CPU, candle's folded model on CUDA), softmax over the active branches, and the
+//! MACs each active set costs.
+
+use crate::engine::EngineModel;
+use crate::error::CandleContext;
+use crate::model::weights::MmapFile;
+use crate::model::{cost, InferenceModel, ModelConfig, Selection};
+use crate::pipeline::{Classified, Frame, FrameClassifier};
+use crate::vision::preprocess::{PreprocessConfig, Preprocessor};
+use crate::{Error, Result};
+use candle_core::{Device, Tensor};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Where inference runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceChoice {
+    /// CUDA when the binary has the `cuda` feature and a GPU answers, else CPU.
+    Auto,
+    /// The CPU GEMM engine.
+    Cpu,
+    /// candle's CUDA backend on GPU `n`.
+    Cuda(usize),
+}
+
+impl std::str::FromStr for DeviceChoice {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(DeviceChoice::Auto),
+            "cpu" => Ok(DeviceChoice::Cpu),
+            "cuda" | "gpu" => Ok(DeviceChoice::Cuda(0)),
+            other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
+                Some(Ok(n)) => Ok(DeviceChoice::Cuda(n)),
+                _ => Err(Error::Config(format!(
+                    "unknown device {s:?}: expected auto, cpu, cuda or cuda:N"
+                ))),
+            },
+        }
+    }
+}
+
+enum Backend {
+    Engine(EngineModel),
+    Candle(InferenceModel, Device),
+}
+
+/// A loaded vision model ready to classify RGB8 frames.
+pub struct VisionClassifier {
+    cfg: ModelConfig,
+    backend: Backend,
+    pre: Preprocessor,
+    input: Vec<f32>,
+    macs: HashMap<Vec<usize>, u64>,
+    device_name: String,
+}
+
+impl VisionClassifier {
+    /// Load `weights` (safetensors) with its config; `threads` is the CPU engine's thread count.
+    pub fn load(
+        weights: &Path,
+        cfg: &ModelConfig,
+        device: DeviceChoice,
+        threads: usize,
+    ) -> Result<Self> {
+        cfg.architecture()?;
+        let cuda = match device {
+            DeviceChoice::Cpu => None,
+            DeviceChoice::Cuda(n) => Some(Device::new_cuda(n).ctx(format!(
+                "opening cuda:{n} (is the binary built with --features cuda?)"
+            ))?),
+            DeviceChoice::Auto => Device::cuda_if_available(0).ok().filter(|d| d.is_cuda()),
+        };
+        let (backend, device_name) = match cuda {
+            Some(dev) => (
+                Backend::Candle(InferenceModel::load_file(weights, cfg, None, &dev)?, dev),
+                "cuda".to_string(),
+            ),
+            None => {
+                let file = MmapFile::open(weights, &Device::Cpu)?;
+                (
+                    Backend::Engine(EngineModel::load(cfg, &file, threads)?),
+                    format!("cpu ({threads} threads, GEMM engine)"),
+                )
+            }
+        };
+        Ok(VisionClassifier {
+            cfg: cfg.clone(),
+            backend,
+            pre: Preprocessor::new(PreprocessConfig::imagenet(cfg.input_size))?,
+            input: Vec::new(),
+            macs: HashMap::new(),
+            device_name,
+        })
+    }
+
+    /// Load `weights` and the config next to it (`model.safetensors` + `model.json`).
+    pub fn load_bundle(weights: &Path, device: DeviceChoice, threads: usize) -> Result<Self> {
+        let cfg = ModelConfig::load_sidecar(weights)?;
+        Self::load(weights, &cfg, device, threads)
+    }
+
+    /// The model's config.
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    /// Where inference runs, in words.
+    pub fn device_name(&self) -> &str {
+        &self.device_name
+    }
+
+    /// Conv+linear MACs of one frame with `active` branches (cached per active set).
+    pub fn macs(&mut self, active: &[usize]) -> Result<u64> {
+        if let Some(&m) = self.macs.get(active) {
+            return Ok(m);
+        }
+        let m = cost(&self.cfg, Some(active))?.macs;
+        self.macs.insert(active.to_vec(), m);
+        Ok(m)
+    }
+
+    /// Logits of an RGB8 image over `active` (sorted class indices) with per-class `gains`.
+    pub fn logits_rgb8(
+        &mut self,
+        rgb: &[u8],
+        width: usize,
+        height: usize,
+        active: &[usize],
+        gains: &[f32],
+    ) -> Result<Vec<f32>> {
+        let s = self.cfg.input_size;
+        self.input.resize(3 * s * s, 0.0);
+        self.pre.process_into(rgb, width, height, &mut self.input)?;
+        match &self.backend {
+            Backend::Engine(m) => m.forward_image(&self.input, active, gains),
+            Backend::Candle(m, dev) => {
+                let x = Tensor::from_slice(&self.input, (1, 3, s, s), dev).ctx("input tensor")?;
+                let sel = Selection::from_indices(&self.cfg, active)?;
+                m.forward(&x, &sel, gains)?
+                    .flatten_all()
+                    .and_then(|t| t.to_vec1::<f32>())
+                    .ctx("reading logits")
+            }
+        }
+    }
+}
+
+/// Softmax over the active set (paper eq. 2), numerically stable.
+pub fn softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exp: Vec<f32> = logits.iter().map(|&l| (l - max).exp()).collect();
+    let sum: f32 = exp.iter().sum();
+    exp.into_iter().map(|e| e / sum).collect()
+}
+
+impl FrameClassifier for VisionClassifier {
+    fn class_names(&self) -> &[String] {
+        &self.cfg.class_names
+    }
+
+    fn classify(&mut self, frame: &Frame, active: &[usize], gains: &[f32]) -> Result<Classified> {
+        frame.validate()?;
+        let logits = self.logits_rgb8(
+            &frame.rgb,
+            frame.width as usize,
+            frame.height as usize,
+            active,
+            gains,
+        )?;
+        let probs = softmax(&logits);
+        Ok(Classified {
+            scores: active.iter().copied().zip(probs).collect(),
+            macs: self.macs(active)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_choice_parses() {
+        assert_eq!("auto".parse::<DeviceChoice>().unwrap(), DeviceChoice::Auto);
+        assert_eq!("CPU".parse::<DeviceChoice>().unwrap(), DeviceChoice::Cpu);
+        assert_eq!(
+            "cuda".parse::<DeviceChoice>().unwrap(),
+            DeviceChoice::Cuda(0)
+        );
+        assert_eq!(
+            "cuda:1".parse::<DeviceChoice>().unwrap(),
+            DeviceChoice::Cuda(1)
+        );
+        assert!("tpu"
+            .parse::<DeviceChoice>()
+            .unwrap_err()
+            .to_string()
+            .contains("cuda:N"));
+    }
+
+    #[test]
+    fn softmax_is_a_distribution_and_stable() {
+        let p = softmax(&[1000.0, 1000.0, 999.0]);
+        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!((p[0] - p[1]).abs() < 1e-7 && p[2] < p[0]);
+    }
+}

@@ -1,0 +1,237 @@
+//! AudioClassifier: save -> load round trip, shapes, probabilities and bad input.
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use hlfp::audio::classifier::{AudioClassifier, AudioClassifierConfig, FeatureNorm};
+use rand::{Rng, SeedableRng};
+
+fn labels(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("label_{i}")).collect()
+}
+
+fn small_cfg() -> AudioClassifierConfig {
+    let mut cfg = AudioClassifierConfig::new(labels(5), "test front-end");
+    cfg.window_frames = 32;
+    cfg.n_mels = 16;
+    cfg.channels = vec![4, 8];
+    cfg
+}
+
+fn random_windows(n: usize, len: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| (0..len).map(|_| rng.random_range(-80.0..0.0)).collect())
+        .collect()
+}
+
+/// A model with non-trivial batch-norm statistics and feature norm, so a round trip that
+/// dropped either would change the predictions.
+fn trained_looking_model(cfg: AudioClassifierConfig) -> anyhow::Result<AudioClassifier> {
+    let dev = Device::Cpu;
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
+    let n = cfg.n_mels;
+    let norm = FeatureNorm {
+        mean: (0..n).map(|i| -40.0 + i as f32).collect(),
+        std: (0..n).map(|i| 5.0 + 0.1 * i as f32).collect(),
+    };
+    let model = AudioClassifier::new(cfg.clone(), norm, vb)?;
+    let flat: Vec<f32> = random_windows(8, cfg.window_len(), 3).concat();
+    let x = Tensor::from_vec(flat, (8, cfg.window_frames, cfg.n_mels), &dev)?;
+    for _ in 0..3 {
+        model.forward_t(&x, true)?; // updates the running statistics
+    }
+    Ok(model)
+}
+
+#[test]
+fn save_then_load_gives_identical_predictions_and_metadata() -> anyhow::Result<()> {
+    let cfg = small_cfg();
+    let model = trained_looking_model(cfg.clone())?;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("m.safetensors");
+    model.save(&path)?;
+    let loaded = AudioClassifier::load(&path, &Device::Cpu)?;
+    assert_eq!(loaded.labels(), cfg.labels.as_slice());
+    assert_eq!(loaded.window_frames(), 32);
+    assert_eq!(loaded.n_mels(), 16);
+    assert_eq!(loaded.config(), model.config());
+    assert_eq!(loaded.feature_norm(), model.feature_norm());
+    for w in random_windows(4, cfg.window_len(), 11) {
+        assert_eq!(model.predict(&w)?, loaded.predict(&w)?);
+    }
+    Ok(())
+}
+
+#[test]
+fn batch_norm_statistics_are_saved() -> anyhow::Result<()> {
+    // A fresh model (running mean 0, var 1) must predict differently from one whose statistics
+    // were updated; otherwise the round-trip test above would not cover them.
+    let cfg = small_cfg();
+    let dev = Device::Cpu;
+    let varmap = VarMap::new();
+    let fresh = AudioClassifier::new(
+        cfg.clone(),
+        FeatureNorm::identity(cfg.n_mels),
+        VarBuilder::from_varmap(&varmap, DType::F32, &dev),
+    )?;
+    let w = &random_windows(1, cfg.window_len(), 5)[0];
+    let before = fresh.predict(w)?;
+    let x = Tensor::from_vec(
+        random_windows(8, cfg.window_len(), 3).concat(),
+        (8, 32, 16),
+        &dev,
+    )?;
+    fresh.forward_t(&x, true)?;
+    let after = fresh.predict(w)?;
+    assert_ne!(before, after);
+    Ok(())
+}
+
+#[test]
+fn predictions_are_probabilities_and_batch_matches_single() -> anyhow::Result<()> {
+    let cfg = small_cfg();
+    let model = trained_looking_model(cfg.clone())?;
+    let windows = random_windows(6, cfg.window_len(), 21);
+    let refs: Vec<&[f32]> = windows.iter().map(|w| w.as_slice()).collect();
+    let batch = model.predict_batch(&refs)?;
+    assert_eq!(batch.len(), 6);
+    for (w, pb) in windows.iter().zip(&batch) {
+        assert_eq!(pb.len(), 5);
+        let sum: f32 = pb.iter().sum();
+        assert!((sum - 1.0).abs() < 1e-5, "sum {sum}");
+        assert!(pb.iter().all(|p| (0.0..=1.0).contains(p)));
+        let single = model.predict(w)?;
+        for (a, b) in single.iter().zip(pb) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+    }
+    assert!(model.predict_batch(&[])?.is_empty());
+    Ok(())
+}
+
+#[test]
+fn wrong_length_and_non_finite_windows_are_errors() -> anyhow::Result<()> {
+    let cfg = small_cfg();
+    let model = trained_looking_model(cfg.clone())?;
+    let err = model
+        .predict(&vec![0.0; cfg.window_len() - 1])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("expected 32 frames x 16 mels = 512"), "{err}");
+    let mut w = vec![-50.0; cfg.window_len()];
+    w[7] = f32::NAN;
+    let err = model.predict(&w).unwrap_err().to_string();
+    assert!(
+        err.contains("non-finite") && err.contains("index 7"),
+        "{err}"
+    );
+    w[7] = f32::INFINITY;
+    assert!(model.predict(&w).is_err());
+    let x = Tensor::zeros((1, 31, 16), DType::F32, &Device::Cpu)?;
+    assert!(model.forward_t(&x, false).is_err());
+    Ok(())
+}
+
+#[test]
+fn bad_files_are_clear_errors() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let missing = AudioClassifier::load(dir.path().join("nope.safetensors"), &Device::Cpu);
+    assert!(missing
+        .unwrap_err()
+        .to_string()
+        .contains("nope.safetensors"));
+
+    let garbage = dir.path().join("garbage.safetensors");
+    std::fs::write(&garbage, b"this is not a safetensors file")?;
+    let err = AudioClassifier::load(&garbage, &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not a safetensors file"), "{err}");
+
+    // Valid safetensors, but no metadata: a generic checkpoint, not one of ours.
+    let plain = dir.path().join("plain.safetensors");
+    let t = Tensor::zeros(3, DType::F32, &Device::Cpu)?;
+    candle_core::safetensors::save(&std::collections::HashMap::from([("x", t)]), &plain)?;
+    let err = AudioClassifier::load(&plain, &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("__metadata__"), "{err}");
+
+    // Our file with a tensor missing.
+    let model = trained_looking_model(small_cfg())?;
+    let good = dir.path().join("good.safetensors");
+    model.save(&good)?;
+    let bytes = std::fs::read(&good)?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)?;
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)?;
+    let kept: Vec<(String, safetensors::tensor::TensorView)> = st
+        .tensors()
+        .into_iter()
+        .filter(|(n, _)| n != "head.weight")
+        .collect();
+    let cut = dir.path().join("cut.safetensors");
+    safetensors::serialize_to_file(kept, header.metadata().clone(), &cut)?;
+    let err = AudioClassifier::load(&cut, &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("head"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn invalid_configs_are_rejected() {
+    let dev = Device::Cpu;
+    let make = |cfg: AudioClassifierConfig, norm: FeatureNorm| {
+        let varmap = VarMap::new();
+        AudioClassifier::new(
+            cfg,
+            norm,
+            VarBuilder::from_varmap(&varmap, DType::F32, &dev),
+        )
+    };
+    let mut dup = small_cfg();
+    dup.labels = vec!["cat".into(), "cat".into()];
+    assert!(make(dup, FeatureNorm::identity(16)).is_err());
+    let mut empty = small_cfg();
+    empty.labels.clear();
+    assert!(make(empty, FeatureNorm::identity(16)).is_err());
+    let mut tiny = small_cfg();
+    tiny.window_frames = 3; // two 2x2 pools need >= 4 frames
+    assert!(make(tiny, FeatureNorm::identity(16)).is_err());
+    assert!(make(small_cfg(), FeatureNorm::identity(15)).is_err());
+    let zero_std = FeatureNorm {
+        mean: vec![0.0; 16],
+        std: vec![0.0; 16],
+    };
+    assert!(make(small_cfg(), zero_std).is_err());
+}
+
+#[test]
+fn feature_norm_is_per_bin_mean_and_std() -> anyhow::Result<()> {
+    // Two frames of 2 bins: bin 0 = {1, 3} (mean 2, std 1), bin 1 = {5, 5} (std floored).
+    let norm = FeatureNorm::from_windows(&[vec![1.0, 5.0, 3.0, 5.0]], 2)?;
+    assert_eq!(norm.mean, vec![2.0, 5.0]);
+    assert!((norm.std[0] - 1.0).abs() < 1e-6);
+    assert_eq!(norm.std[1], 1e-3);
+    assert!(FeatureNorm::from_windows(&[vec![1.0, 2.0, 3.0]], 2).is_err());
+    assert!(FeatureNorm::from_windows(&[], 2).is_err());
+    Ok(())
+}
+
+#[test]
+fn shipped_model_loads_with_its_labels_and_front_end() -> anyhow::Result<()> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/models/audio_cues.safetensors");
+    let model = AudioClassifier::load(path, &Device::Cpu)?;
+    assert_eq!(model.labels().len(), 19);
+    for l in ["cat", "dog", "chainsaw", "rain", "sea_waves"] {
+        assert!(model.labels().iter().any(|m| m == l), "missing {l}");
+    }
+    assert_eq!((model.window_frames(), model.n_mels()), (96, 64));
+    // The model must have been trained on the front-end the detector runs.
+    let fe: hlfp::audio::features::LogMelConfig = serde_json::from_str(&model.config().front_end)?;
+    assert_eq!(fe, hlfp::audio::features::LogMelConfig::default());
+    let p = model.predict(&vec![-60.0; 96 * 64])?;
+    assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+    Ok(())
+}
