@@ -19,6 +19,8 @@ struct Cli {
 enum Command {
     /// Parameters and MACs of a variant, class count and cutout.
     Cost(cli::cost::Args),
+    /// Evaluate a model on an ImageFolder: top-1, per class, cutouts, attention gains, confusion.
+    Eval(cli::eval::Args),
     /// Batch-1 CPU latency of ResNet50 and HLFP-small cutouts, or peak RSS of a cutout load (--memory).
     Bench(cli::bench::Args),
     /// Train a model on an ImageFolder (checkpoints, resume, metrics log).
@@ -44,6 +46,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Cost(args) => cli::cost::run(args),
+        Command::Eval(args) => cli::eval::run(args),
         Command::Bench(args) => cli::bench::run(args),
         Command::Train(args) => cli::train::run(args),
         Command::Classify(args) => cli::classify::run(args),

@@ -6,5 +6,6 @@ pub mod common;
 pub mod cost;
 pub mod eval_audio;
 pub mod listen;
+pub mod eval;
 pub mod train;
 pub mod train_audio;
