@@ -47,7 +47,7 @@ struct Entry {
 /// with [`Guidance::state_at`]. Time never goes backwards: a state asked for an earlier time
 /// than already seen is the state at the latest time.
 ///
-/// Semantics (see docs/README_guidance.md):
+/// Semantics (see docs/guidance.md):
 /// - a cue holds its gain `clamp(1 + (gain_max - 1)·score, gain_min, gain_max)` for `ttl_ms`
 ///   after its last refresh, then fades linearly to 1 over `fade_ms`; the class stays cued (and
 ///   in a focus cutout) until the fade ends, so a branch never carries a gain while cut out;
