@@ -1,5 +1,6 @@
 //! Quick look at the engine's batch-1 latency at 224x224 with random weights (median of N).
-use hlfp::engine::{random::random_weights, EngineModel};
+use hlfp::engine::EngineModel;
+use hlfp::model::weights::random_tensors;
 use hlfp::model::{ModelConfig, Variant};
 use std::time::Instant;
 
@@ -22,7 +23,7 @@ fn main() {
     ];
     for (name, v, k, active) in cases {
         let cfg = ModelConfig::new(v, k);
-        let w = random_weights(&cfg, 1).unwrap();
+        let w = random_tensors(&cfg, 1, &candle_core::Device::Cpu).unwrap();
         let m = EngineModel::load(&cfg, &w, 2).unwrap();
         let gains = vec![1.0; k];
         m.forward_image(&img, &active, &gains).unwrap();

@@ -131,3 +131,26 @@ fn engine_rejects_bad_input() {
         .to_string();
     assert!(err.contains("branch.1.bn2.running_var"), "{err}");
 }
+
+#[test]
+fn engine_loads_every_variant_from_the_weights_contract() {
+    // Random weights named and shaped by model::weights (the one manifest of tensor names):
+    // the engine must find every tensor it needs for every variant.
+    use hlfp::model::{weights::random_tensors, SuperclassMap, Variant};
+    for v in Variant::ALL {
+        let mut cfg = ModelConfig::new(v, 4);
+        cfg.width = 0.125;
+        cfg.input_size = 64;
+        if v == Variant::HlfpNested {
+            cfg.superclasses = Some(SuperclassMap::contiguous(4, 2).unwrap());
+        }
+        let w = random_tensors(&cfg, 3, &Device::Cpu).unwrap();
+        let m = EngineModel::load(&cfg, &w, 1).unwrap_or_else(|e| panic!("{v}: {e}"));
+        let img = vec![0.5f32; 3 * 64 * 64];
+        let out = m
+            .forward_image(&img, &[1, 3], &[1.0, 1.2, 1.0, 0.8])
+            .unwrap();
+        assert_eq!(out.len(), 2, "{v}");
+        assert!(out.iter().all(|x| x.is_finite()), "{v}: {out:?}");
+    }
+}

@@ -2,6 +2,5 @@
 
 pub mod conv;
 pub mod net;
-pub mod random;
 
 pub use net::{EngineModel, WeightSource};
