@@ -3,6 +3,7 @@
 //! The library is pure: no ROS, no devices, no clock. I/O lives in the binaries and behind
 //! cargo features (`ros2`, `camera`, `mic`, `cuda`).
 
+pub mod alloc;
 pub mod audio;
 pub mod data;
 pub mod engine;

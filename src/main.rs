@@ -43,6 +43,8 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    // Tensor loops allocate per op: keep freed memory in the heap (see hlfp::alloc).
+    hlfp::alloc::retain_freed_memory();
     let cli = Cli::parse();
     match cli.command {
         Command::Cost(args) => cli::cost::run(args),

@@ -186,7 +186,15 @@ impl FoldedConv {
             x
         } else {
             scratch.cols.resize(s.in_c * s.kernel * s.kernel * p, 0.0);
-            im2col(x, s, h, w, ho, wo, &mut scratch.cols, threads);
+            let geom = Im2ColGeom {
+                c: s.in_c,
+                h,
+                w,
+                kernel: s.kernel,
+                stride: s.stride,
+                pad: s.pad,
+            };
+            im2col(x, &geom, &mut scratch.cols, threads);
             &scratch.cols
         };
 
@@ -256,18 +264,44 @@ fn epilogue(out: &mut [f32], bias: &[f32], residual: Option<&[f32]>, relu: bool,
     }
 }
 
-/// im2col: `cols[(c*k + ky)*k + kx, oy*wo + ox] = x[c, oy*s + ky - pad, ox*s + kx - pad]` (0 outside).
-#[allow(clippy::too_many_arguments)]
-fn im2col(
-    x: &[f32],
-    s: &ConvSpec,
-    h: usize,
-    w: usize,
-    ho: usize,
-    wo: usize,
-    cols: &mut [f32],
-    threads: usize,
-) {
+/// The geometry of one image's im2col: `c` channels of `h x w`, a square `kernel`, `stride`, `pad`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Im2ColGeom {
+    /// Input channels.
+    pub c: usize,
+    /// Input height.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Kernel side.
+    pub kernel: usize,
+    /// Spatial stride.
+    pub stride: usize,
+    /// Zero padding on every side.
+    pub pad: usize,
+}
+
+impl Im2ColGeom {
+    /// Output height and width.
+    pub fn out_hw(&self) -> (usize, usize) {
+        (
+            (self.h + 2 * self.pad - self.kernel) / self.stride + 1,
+            (self.w + 2 * self.pad - self.kernel) / self.stride + 1,
+        )
+    }
+
+    /// Rows of the column matrix: `c * kernel^2`.
+    pub fn rows(&self) -> usize {
+        self.c * self.kernel * self.kernel
+    }
+}
+
+/// im2col of one image `x [c, h*w]`: `cols[(c*k + ky)*k + kx, oy*wo + ox] = x[c, oy*s + ky - pad,
+/// ox*s + kx - pad]` (0 outside). `cols` holds `rows() * ho * wo` values.
+pub fn im2col(x: &[f32], g: &Im2ColGeom, cols: &mut [f32], threads: usize) {
+    let s = g;
+    let (h, w) = (g.h, g.w);
+    let (ho, wo) = g.out_hw();
     let k = s.kernel;
     let p = ho * wo;
     let fill = |(row_idx, row): (usize, &mut [f32])| {

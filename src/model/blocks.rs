@@ -34,9 +34,10 @@ fn rows_of(t: &Tensor, units: &[usize], n: usize) -> candle_core::Result<Tensor>
     t.index_select(&unit_rows(units, r, t.device())?, 0)
 }
 
-/// A convolution; grouped 1x1 convs (most of the branch stage) run as ONE batched matmul over
-/// the groups, because candle's grouped `conv2d` runs one conv per group and then concatenates,
-/// a loop whose overhead grows with the number of branches.
+/// A convolution. 1x1 convs (most of the network) run as ONE batched matmul over the groups,
+/// because candle's grouped `conv2d` runs one conv per group and then concatenates, a loop
+/// whose overhead grows with the number of branches; kxk convs on the CPU run as im2col +
+/// matmul ([`super::im2col`]), whose backward pass is GEMMs too.
 pub fn conv(
     x: &Tensor,
     w: &Tensor,
@@ -45,7 +46,11 @@ pub fn conv(
     groups: usize,
 ) -> candle_core::Result<Tensor> {
     let (cout, cin_g, kh, kw) = w.dims4()?;
-    if groups == 1 || kh != 1 || kw != 1 || pad != 0 {
+    if kh != 1 || kw != 1 || pad != 0 {
+        // On the CPU, im2col + matmul: candle's conv2d backward is far slower than a GEMM.
+        if x.device().is_cpu() && x.dtype() == DType::F32 && kh == kw {
+            return super::im2col::conv_im2col(x, w, pad, stride, groups);
+        }
         return x.conv2d(w, pad, stride, 1, groups);
     }
     let x = subsample(x, stride)?;

@@ -3,6 +3,7 @@
 pub mod blocks;
 pub mod config;
 pub mod cost;
+pub mod im2col;
 pub mod infer;
 pub mod net;
 pub mod selection;
