@@ -1,6 +1,7 @@
 //! The guided-search runtime (tokio): traits for frame and cue sources and result sinks, an
 //! injectable clock, the latest-frame slot, live metrics, and the loop joining them.
 
+pub mod audio_cues;
 pub mod clock;
 pub mod folder;
 pub mod io;
@@ -9,6 +10,7 @@ pub mod runtime;
 pub mod slot;
 pub mod types;
 
+pub use audio_cues::{AudioCueSource, AudioInput, AudioSummary, AudioThread, WavReplay};
 pub use clock::{Clock, MonotonicClock, ScriptedClock};
 pub use folder::ImageFolderSource;
 pub use io::{
