@@ -25,6 +25,8 @@ enum Command {
     Bench(cli::bench::Args),
     /// Train a model on an ImageFolder (checkpoints, resume, metrics log).
     Train(cli::train::Args),
+    /// Redraw the training curves PNG of a run from its metrics.jsonl.
+    Curves(cli::train::CurvesArgs),
     /// Classify one image, optionally with cues (`--cue cat`).
     Classify(cli::classify::Args),
     /// Train the audio cue classifier on labelled clips and write weights, card and held-out list.
@@ -51,6 +53,7 @@ fn main() -> anyhow::Result<()> {
         Command::Eval(args) => cli::eval::run(args),
         Command::Bench(args) => cli::bench::run(args),
         Command::Train(args) => cli::train::run(args),
+        Command::Curves(args) => cli::train::curves(args),
         Command::Classify(args) => cli::classify::run(args),
         Command::TrainAudio(args) => cli::train_audio::run(args),
         Command::Listen(args) => cli::listen::run(args),

@@ -1,8 +1,9 @@
 //! Options shared by the commands that run a vision model.
 
 use hlfp::guidance::{GuidanceConfig, Policy};
+use hlfp::plot::{register_font, FONT_CANDIDATES};
 use hlfp::vision::classifier::{DeviceChoice, VisionClassifier};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The shipped default vision model (weights; its config is the `.json` next to it).
 pub const DEFAULT_MODEL: &str = "models/hlfp_small.safetensors";
@@ -62,4 +63,25 @@ impl VisionArgs {
             ..GuidanceConfig::default()
         })
     }
+}
+
+/// Register the plots' font; false (a PNG without text) when none can be read.
+pub fn load_font(explicit: Option<&Path>) -> bool {
+    let candidates: Vec<PathBuf> = match explicit {
+        Some(p) => vec![p.to_path_buf()],
+        None => FONT_CANDIDATES.iter().map(PathBuf::from).collect(),
+    };
+    for path in candidates {
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        // plotters keeps the font for the rest of the process.
+        let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+        match register_font(bytes) {
+            Ok(()) => return true,
+            Err(e) => tracing::warn!("{}: {e}", path.display()),
+        }
+    }
+    tracing::warn!("no font found (install fonts-dejavu-core or pass --font): PNG without text");
+    false
 }

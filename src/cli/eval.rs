@@ -10,7 +10,7 @@ use hlfp::eval::{
     DEFAULT_GAINS,
 };
 use hlfp::model::InferenceModel;
-use hlfp::plot::{confusion_image, register_font, ConfusionPlotConfig, FONT_CANDIDATES};
+use hlfp::plot::{confusion_image, ConfusionPlotConfig};
 use hlfp::vision::preprocess::PreprocessConfig;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
@@ -197,7 +197,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let images_per_s = report.images as f64 / seconds.max(1e-9);
 
     if let Some(png) = &args.confusion {
-        let text = load_font(args.font.as_deref());
+        let text = super::common::load_font(args.font.as_deref());
         let img = confusion_image(
             &report.confusion,
             &names,
@@ -240,27 +240,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         print_text(&report, &files, seconds, images_per_s);
     }
     Ok(())
-}
-
-/// Register the plots' font; false (a PNG without text) when none can be read.
-fn load_font(explicit: Option<&Path>) -> bool {
-    let candidates: Vec<PathBuf> = match explicit {
-        Some(p) => vec![p.to_path_buf()],
-        None => FONT_CANDIDATES.iter().map(PathBuf::from).collect(),
-    };
-    for path in candidates {
-        let Ok(bytes) = std::fs::read(&path) else {
-            continue;
-        };
-        // plotters keeps the font for the rest of the process.
-        let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-        match register_font(bytes) {
-            Ok(()) => return true,
-            Err(e) => tracing::warn!("{}: {e}", path.display()),
-        }
-    }
-    tracing::warn!("no font found (install fonts-dejavu-core or pass --font): PNG without text");
-    false
 }
 
 fn print_text(r: &EvalReport, files: &ModelFiles, seconds: f64, images_per_s: f64) {

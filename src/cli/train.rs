@@ -227,6 +227,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .append(true)
         .open(args.out.join("metrics.jsonl"))?;
     let per_epoch = loader.batches_per_epoch() as u64;
+    let text = super::common::load_font(None);
     let style = ProgressStyle::with_template(
         "epoch {prefix} [{bar:30}] {pos}/{len} {msg} elapsed {elapsed} ETA {eta}",
     )?
@@ -267,6 +268,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             args.out.join("model.json"),
             serde_json::to_string_pretty(trainer.model_config())?,
         )?;
+        write_curves(&args.out, &trainer.history, text);
         eprintln!(
             "epoch {}: train loss {:.4} top1 {:.3} | val {} | {:.1} img/s, {:.0} s, {} skipped",
             epoch + 1,
@@ -281,5 +283,56 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             m.skipped
         );
     }
+    Ok(())
+}
+
+/// Draw `OUT/curves.png` from the epoch history; a failure is a warning, never the end of a run.
+fn write_curves(out: &std::path::Path, history: &[hlfp::train::EpochMetrics], text: bool) {
+    let png = out.join("curves.png");
+    let title = format!("{} ({} epochs)", out.display(), history.len());
+    let fig = hlfp::train::curves::curves_figure(&title, history, text);
+    match hlfp::plot::figure_image(&fig).map(|img| img.save(&png)) {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!("writing {}: {e}", png.display()),
+        Err(e) => tracing::warn!("drawing {}: {e}", png.display()),
+    }
+}
+
+/// Arguments of `hlfp curves`.
+#[derive(clap::Args, Debug)]
+pub struct CurvesArgs {
+    /// A `metrics.jsonl` written by `hlfp train`.
+    pub metrics: PathBuf,
+    /// PNG to write (default: `curves.png` next to the metrics).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// `hlfp curves`: redraw the training curves of a run.
+pub fn curves(args: CurvesArgs) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&args.metrics)
+        .with_context(|| format!("reading {}", args.metrics.display()))?;
+    let history = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l)
+                .with_context(|| format!("{} line {}", args.metrics.display(), i + 1))
+        })
+        .collect::<anyhow::Result<Vec<hlfp::train::EpochMetrics>>>()?;
+    let out = args.out.clone().unwrap_or_else(|| {
+        args.metrics
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join("curves.png")
+    });
+    let font = super::common::load_font(None);
+    let title = format!("{} ({} epochs)", args.metrics.display(), history.len());
+    let img =
+        hlfp::plot::figure_image(&hlfp::train::curves::curves_figure(&title, &history, font))?;
+    img.save(&out)
+        .with_context(|| format!("writing {}", out.display()))?;
+    println!("wrote {}", out.display());
     Ok(())
 }

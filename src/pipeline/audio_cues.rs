@@ -131,9 +131,9 @@ impl AudioCueSource {
             .spawn(move || {
                 let mut summary = AudioSummary::default();
                 let (mut events, mut cues) = (Vec::new(), Vec::new());
-                let mut send = |events: &mut Vec<SoundEvent>,
-                                cues: &mut Vec<ClassCue>,
-                                summary: &mut AudioSummary|
+                let send = |events: &mut Vec<SoundEvent>,
+                            cues: &mut Vec<ClassCue>,
+                            summary: &mut AudioSummary|
                  -> bool {
                     for e in events.drain(..) {
                         tracing::info!(

@@ -4,8 +4,10 @@
 //! no system font library). Without one, plots are drawn without text.
 
 pub mod confusion;
+pub mod lines;
 
 pub use confusion::{confusion_image, ConfusionPlotConfig};
+pub use lines::{figure_image, Figure, Mark, Panel, Series};
 
 use crate::{Error, Result};
 

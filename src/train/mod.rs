@@ -2,6 +2,7 @@
 //! initialization, checkpoints, and the epoch loop over the data loader's batches.
 
 pub mod checkpoint;
+pub mod curves;
 pub mod optim;
 pub mod schedule;
 pub mod trainer;
