@@ -6,6 +6,7 @@
 pub mod alloc;
 pub mod audio;
 pub mod data;
+pub mod demo;
 pub mod engine;
 pub mod error;
 pub mod eval;

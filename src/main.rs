@@ -23,7 +23,11 @@ enum Command {
     Eval(cli::eval::Args),
     /// Batch-1 CPU latency of ResNet50 and HLFP-small cutouts, or peak RSS of a cutout load (--memory).
     Bench(cli::bench::Args),
-    /// Train a model on an ImageFolder (checkpoints, resume, metrics log).
+    /// The one-command cross-modal demo: a sound cues the vision model (report + timeline PNG).
+    Demo(cli::demo::Args),
+    /// The guided pipeline without ROS: frames (folder or camera) + cues (WAV, mic or stdin).
+    Run(cli::run::Args),
+    /// Train a model on an ImageFolder (checkpoints, resume, metrics log, curves.png).
     Train(cli::train::Args),
     /// Redraw the training curves PNG of a run from its metrics.jsonl.
     Curves(cli::train::CurvesArgs),
@@ -52,6 +56,8 @@ fn main() -> anyhow::Result<()> {
         Command::Cost(args) => cli::cost::run(args),
         Command::Eval(args) => cli::eval::run(args),
         Command::Bench(args) => cli::bench::run(args),
+        Command::Demo(args) => cli::demo::run(args),
+        Command::Run(args) => cli::run::run(args),
         Command::Train(args) => cli::train::run(args),
         Command::Curves(args) => cli::train::curves(args),
         Command::Classify(args) => cli::classify::run(args),

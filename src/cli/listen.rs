@@ -37,7 +37,7 @@ pub struct Args {
 
 /// Load the audio classifier as a window scorer. The classifier lives in
 /// `hlfp::audio::classifier` (audio-model branch); until it is wired here, this says so.
-pub fn load_scorer(model: &Path) -> anyhow::Result<Box<dyn WindowScorer>> {
+pub fn load_scorer(model: &Path) -> anyhow::Result<Box<dyn WindowScorer + Send>> {
     let clf = hlfp::audio::classifier::AudioClassifier::load(model, &candle_core::Device::Cpu)
         .with_context(|| format!("loading the audio classifier {}", model.display()))?;
     Ok(Box::new(clf))

@@ -50,6 +50,19 @@ impl ImageFolderSource {
                 dir.display()
             )));
         }
+        Self::from_files(files, fps, frame_id)
+    }
+
+    /// Replay the given image files in the given order (e.g. a scripted scenario).
+    pub fn from_files(files: Vec<PathBuf>, fps: f64, frame_id: impl Into<String>) -> Result<Self> {
+        if !(fps.is_finite() && fps >= 0.0) {
+            return Err(Error::Config(format!(
+                "frame rate {fps}: expected a finite number >= 0 (0 = unpaced)"
+            )));
+        }
+        if files.is_empty() {
+            return Err(Error::BadInput("no image files to replay".into()));
+        }
         Ok(Self {
             files,
             next: 0,

@@ -1,0 +1,186 @@
+//! `hlfp run`: the guided pipeline without ROS. Frames from an image folder replayed at a set
+//! fps (or a camera, feature `camera`); cues from a WAV replayed in real time or a microphone
+//! (feature `mic`) through the streaming audio path, or JSON lines on stdin. Results, cue
+//! events, drops and a final summary go out as JSON lines.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use hlfp::audio::wav::read_wav;
+use hlfp::pipeline::{
+    stdin_cues, AudioCueSource, CueSource, FrameSource, ImageFolderSource, JsonLinesSink,
+    MonotonicClock, NoCues, ResultSink, Runtime, RuntimeConfig, WavReplay,
+};
+
+use super::common::VisionArgs;
+
+/// Arguments of `hlfp run`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Replay the images of this folder (sorted by name) as camera frames.
+    #[arg(long, conflicts_with = "camera")]
+    pub frames: Option<PathBuf>,
+    /// Frame rate of the replay (0 = as fast as inference runs).
+    #[arg(long, default_value_t = 10.0)]
+    pub fps: f64,
+    /// Start the folder again after its last image.
+    #[arg(long = "loop")]
+    pub looped: bool,
+    /// Open this camera (index) instead of a folder; needs `--features camera`.
+    #[arg(long)]
+    pub camera: Option<u32>,
+    /// Camera resolution WxH.
+    #[arg(long, default_value = "640x480")]
+    pub resolution: String,
+    /// Cues from this WAV, played in real time through the audio pipeline.
+    #[arg(long, conflicts_with_all = ["mic", "cues_stdin"])]
+    pub wav: Option<PathBuf>,
+    /// Cues from a microphone (default input or the named one); needs `--features mic`.
+    #[arg(long, num_args = 0..=1, default_missing_value = "", conflicts_with = "cues_stdin")]
+    pub mic: Option<String>,
+    /// Cues as JSON lines on stdin (`{"class":"cat","score":0.9}` or a bare class name).
+    #[arg(long)]
+    pub cues_stdin: bool,
+    /// Audio classifier weights (with --wav or --mic).
+    #[arg(long, default_value = "models/audio_cues.safetensors")]
+    pub audio_model: PathBuf,
+    /// Cue mapping and detector settings (with --wav or --mic).
+    #[arg(long, default_value = "config/cues.toml")]
+    pub cues: PathBuf,
+    /// Classes listed per result.
+    #[arg(long, default_value_t = 5)]
+    pub top: usize,
+    /// Write the JSON lines here instead of stdout.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub vision: VisionArgs,
+}
+
+/// Run `hlfp run`.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(run_async(args))
+}
+
+async fn run_async(args: Args) -> anyhow::Result<()> {
+    if let Some(dir) = &args.frames {
+        let src = ImageFolderSource::open(dir, args.fps, "replay")?.looped(args.looped);
+        return with_frames(&args, src).await;
+    }
+    if let Some(index) = args.camera {
+        return camera(&args, index).await;
+    }
+    bail!("give a frame source: --frames DIR [--fps N] or --camera INDEX")
+}
+
+#[cfg(feature = "camera")]
+async fn camera(args: &Args, index: u32) -> anyhow::Result<()> {
+    let (w, h) = args
+        .resolution
+        .split_once('x')
+        .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
+        .with_context(|| format!("--resolution {:?}: expected WxH", args.resolution))?;
+    let src = hlfp::pipeline::camera::CameraSource::open(index, w, h, args.fps)?;
+    with_frames(args, src).await
+}
+
+#[cfg(not(feature = "camera"))]
+async fn camera(_args: &Args, _index: u32) -> anyhow::Result<()> {
+    bail!("camera capture is not in this build: rebuild with `cargo build --features camera`, or replay a folder with --frames DIR")
+}
+
+async fn with_frames<F: FrameSource>(args: &Args, frames: F) -> anyhow::Result<()> {
+    if let Some(wav) = &args.wav {
+        let clip = read_wav(wav)?;
+        let scorer = super::listen::load_scorer(&args.audio_model)?;
+        let pipeline = super::listen::build_pipeline(&args.cues, scorer, clip.sample_rate_hz)?;
+        let replay = WavReplay::new(clip.samples, clip.sample_rate_hz, 20, true)?;
+        let (cues, audio) = AudioCueSource::spawn(pipeline, replay)?;
+        with_cues(args, frames, cues).await?;
+        let summary = audio.join()?;
+        tracing::info!(
+            "audio: {} events, {} cues, stats {}",
+            summary.events.len(),
+            summary.cues.len(),
+            serde_json::to_string(&summary.stats)?
+        );
+        return Ok(());
+    }
+    if let Some(device) = &args.mic {
+        return mic(args, frames, device).await;
+    }
+    if args.cues_stdin {
+        return with_cues(args, frames, stdin_cues()).await;
+    }
+    with_cues(args, frames, NoCues).await
+}
+
+#[cfg(feature = "mic")]
+async fn mic<F: FrameSource>(args: &Args, frames: F, device: &str) -> anyhow::Result<()> {
+    let mic = hlfp::audio::capture::MicCapture::open((!device.is_empty()).then_some(device))?;
+    tracing::info!(
+        "capturing from {} at {} Hz",
+        mic.device_name(),
+        mic.sample_rate_hz()
+    );
+    let scorer = super::listen::load_scorer(&args.audio_model)?;
+    let pipeline = super::listen::build_pipeline(&args.cues, scorer, mic.sample_rate_hz())?;
+    let (cues, _audio) = AudioCueSource::spawn(pipeline, mic)?;
+    with_cues(args, frames, cues).await
+}
+
+#[cfg(not(feature = "mic"))]
+async fn mic<F: FrameSource>(_args: &Args, _frames: F, _device: &str) -> anyhow::Result<()> {
+    bail!("microphone capture is not in this build: rebuild with `cargo build --features mic`, or replay a recording with --wav FILE")
+}
+
+async fn with_cues<F: FrameSource, C: CueSource>(
+    args: &Args,
+    frames: F,
+    cues: C,
+) -> anyhow::Result<()> {
+    match &args.out {
+        Some(path) => {
+            let file = tokio::fs::File::create(path)
+                .await
+                .with_context(|| format!("creating {}", path.display()))?;
+            let sink = JsonLinesSink::new(
+                tokio::io::BufWriter::new(file),
+                path.display().to_string(),
+                false,
+            );
+            go(args, frames, cues, sink).await
+        }
+        None => go(args, frames, cues, hlfp::pipeline::stdout_sink()).await,
+    }
+}
+
+async fn go<F: FrameSource, C: CueSource, S: ResultSink>(
+    args: &Args,
+    frames: F,
+    cues: C,
+    sink: S,
+) -> anyhow::Result<()> {
+    let classifier = args.vision.load()?;
+    let config = RuntimeConfig {
+        top_n: args.top,
+        guidance: args.vision.guidance()?,
+        ..RuntimeConfig::default()
+    };
+    let runtime = Runtime::new(config, Arc::new(MonotonicClock::new()));
+    let (m, _) = runtime.run(classifier, frames, cues, sink).await?;
+    tracing::info!(
+        "done: {} frames, {:.1} fps, latency p50 {:.1} ms p99 {:.1} ms, {} dropped",
+        m.frames_done,
+        m.fps,
+        m.latency_p50_ms,
+        m.latency_p99_ms,
+        m.frames_dropped
+    );
+    Ok(())
+}
