@@ -3,6 +3,7 @@
 
 use anyhow::Context;
 use candle_core::{Device, Tensor};
+use hlfp::engine::EngineModel;
 use hlfp::model::spec::{ConvDesc, NetSpec, UnitSpace};
 use hlfp::model::{weights, InferenceModel, ModelConfig, Selection, Variant};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -31,6 +32,15 @@ pub struct Args {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Inference path to time.
+    #[arg(long, value_enum, default_value = "engine")]
+    pub path: PathChoice,
+    /// PNG of latency against active branches (empty to skip).
+    #[arg(long, default_value = "runs/bench/latency_vs_branches.png")]
+    pub plot: Option<PathBuf>,
+    /// PyTorch timings to show alongside: the JSON line of `scripts/bench_pytorch.py --json`.
+    #[arg(long)]
+    pub pytorch: Option<PathBuf>,
     /// Measure peak RSS instead: write a random HLFP-small weights file (streamed) and load a
     /// cutout from it in a fresh process.
     #[arg(long)]
@@ -56,6 +66,7 @@ pub struct Args {
 #[derive(Serialize, Debug)]
 struct Row {
     name: String,
+    path: String,
     variant: String,
     classes: usize,
     active: usize,
@@ -64,6 +75,7 @@ struct Row {
     p90_ms: f64,
     min_ms: f64,
     gflops: f64,
+    pytorch_ms: Option<f64>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -87,133 +99,395 @@ fn bench_cfg(variant: Variant, k: usize, size: usize) -> ModelConfig {
     c
 }
 
+/// One benchmark case: a model config and the branches it runs.
+struct Case {
+    name: &'static str,
+    cfg: ModelConfig,
+    active: Vec<usize>,
+}
+
+fn cases(size: usize) -> Vec<Case> {
+    let r50 = bench_cfg(Variant::Resnet50, 10, size);
+    let k10 = bench_cfg(Variant::HlfpSmall, 10, size);
+    let k100 = bench_cfg(Variant::HlfpSmall, 100, size);
+    let k5 = bench_cfg(Variant::HlfpSmall, 5, size);
+    vec![
+        Case {
+            name: "resnet50",
+            cfg: r50,
+            active: (0..10).collect(),
+        },
+        Case {
+            name: "hlfp-small k=10",
+            cfg: k10.clone(),
+            active: (0..10).collect(),
+        },
+        Case {
+            name: "hlfp-small cutout 5/10",
+            cfg: k10.clone(),
+            active: (0..5).collect(),
+        },
+        Case {
+            name: "hlfp-small cutout 2/10",
+            cfg: k10.clone(),
+            active: (0..2).collect(),
+        },
+        Case {
+            name: "hlfp-small cutout 1/10",
+            cfg: k10,
+            active: vec![0],
+        },
+        Case {
+            name: "hlfp-small k=100 cutout 5",
+            cfg: k100,
+            active: vec![3, 17, 42, 64, 99],
+        },
+        Case {
+            name: "hlfp-small k=5 (5-class model)",
+            cfg: k5,
+            active: (0..5).collect(),
+        },
+    ]
+}
+
+/// Which inference path to time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PathChoice {
+    /// The GEMM engine (what the CLI and the nodes run on the CPU).
+    Engine,
+    /// candle's ops with BN folded (the CUDA path's code, here on the CPU).
+    Candle,
+    /// Both, with the ratio.
+    Both,
+}
+
+fn time_it(
+    iters: usize,
+    warmup: usize,
+    pb: &ProgressBar,
+    mut f: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<Vec<f64>> {
+    for _ in 0..warmup {
+        f()?;
+        pb.inc(1);
+    }
+    let mut ms = Vec::with_capacity(iters);
+    for _ in 0..iters {
+        let t0 = Instant::now();
+        f()?;
+        ms.push(t0.elapsed().as_secs_f64() * 1e3);
+        pb.inc(1);
+    }
+    ms.sort_by(f64::total_cmp);
+    Ok(ms)
+}
+
+/// Least-squares line y = slope * x + intercept, with R^2.
+fn fit_line(points: &[(f64, f64)]) -> (f64, f64, f64) {
+    let n = points.len() as f64;
+    let (sx, sy) = points
+        .iter()
+        .fold((0.0, 0.0), |a, p| (a.0 + p.0, a.1 + p.1));
+    let (mx, my) = (sx / n, sy / n);
+    let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    let slope = if sxx > 0.0 { sxy / sxx } else { 0.0 };
+    let intercept = my - slope * mx;
+    let ss_tot: f64 = points.iter().map(|p| (p.1 - my).powi(2)).sum();
+    let ss_res: f64 = points
+        .iter()
+        .map(|p| (p.1 - slope * p.0 - intercept).powi(2))
+        .sum();
+    let r2 = if ss_tot > 0.0 {
+        1.0 - ss_res / ss_tot
+    } else {
+        1.0
+    };
+    (slope, intercept, r2)
+}
+
 fn latency(args: &Args) -> anyhow::Result<()> {
     anyhow::ensure!(args.iters > 0, "--iters must be at least 1");
     let dev = Device::Cpu;
-    let threads = candle_core::utils::get_num_threads();
-    // (label, config, active classes)
-    let runs: Vec<(&str, ModelConfig, Vec<usize>)> = vec![
-        (
-            "resnet50",
-            bench_cfg(Variant::Resnet50, 10, args.size),
-            (0..10).collect(),
-        ),
-        (
-            "hlfp-small full k=10",
-            bench_cfg(Variant::HlfpSmall, 10, args.size),
-            (0..10).collect(),
-        ),
-        (
-            "hlfp-small cutout k=5",
-            bench_cfg(Variant::HlfpSmall, 10, args.size),
-            (0..5).collect(),
-        ),
-        (
-            "hlfp-small cutout k=1",
-            bench_cfg(Variant::HlfpSmall, 10, args.size),
-            vec![0],
-        ),
-    ];
-    let pb = ProgressBar::new((runs.len() * (args.iters + args.warmup)) as u64);
+    let threads = args.threads.unwrap_or(2);
+    let cases = cases(args.size);
+    let paths: Vec<PathChoice> = match args.path {
+        PathChoice::Both => vec![PathChoice::Engine, PathChoice::Candle],
+        p => vec![p],
+    };
+    let pb = ProgressBar::new((paths.len() * cases.len() * (args.iters + args.warmup)) as u64);
     pb.set_style(ProgressStyle::with_template(
-        "{msg:24} {bar:30} {pos}/{len} [{elapsed}]",
+        "{msg:36} {bar:30} {pos}/{len} [{elapsed}]",
     )?);
     let x = seeded_input(args.seed, args.size, &dev)?;
+    let img: Vec<f32> = x.flatten_all()?.to_vec1()?;
     let mut rows = Vec::new();
-    let mut model: Option<(Variant, InferenceModel)> = None;
-    for (label, cfg, active) in &runs {
-        pb.set_message(label.to_string());
-        // The three HLFP rows share one full model: cutouts are selections, not reloads.
-        if model.as_ref().map(|m| m.0) != Some(cfg.variant) {
-            let map = weights::random_tensors(cfg, args.seed, &dev)?;
-            model = Some((
-                cfg.variant,
-                InferenceModel::from_tensors(cfg, &map, None, &dev)?,
+    // One model per config: cutouts of it are selections, not reloads.
+    let mut loaded: Option<(usize, Variant, std::collections::HashMap<String, Tensor>)> = None;
+    for case in &cases {
+        let key = (case.cfg.num_classes(), case.cfg.variant);
+        if loaded.as_ref().map(|l| (l.0, l.1)) != Some(key) {
+            drop(loaded.take()); // free the previous weights first
+            pb.set_message(format!("weights for {}", case.name));
+            loaded = Some((
+                key.0,
+                key.1,
+                weights::random_tensors(&case.cfg, args.seed, &dev)?,
             ));
         }
-        let m = &model.as_ref().context("model")?.1;
-        let sel = Selection::from_indices(cfg, active)?;
-        for _ in 0..args.warmup {
-            m.forward(&x, &sel, &[])?;
-            pb.inc(1);
+        let map = &loaded.as_ref().context("weights")?.2;
+        let sel = Selection::from_indices(&case.cfg, &case.active)?;
+        let gains = vec![1.0f32; case.cfg.num_classes()];
+        let macs = conv_linear_macs(&case.cfg, &sel)? as f64;
+        for &path in &paths {
+            pb.set_message(format!("{} ({:?})", case.name, path).to_lowercase());
+            let ms = match path {
+                PathChoice::Engine => {
+                    let m = EngineModel::load(&case.cfg, map, threads)?;
+                    time_it(args.iters, args.warmup, &pb, || {
+                        let y = m.forward_image(&img, &case.active, &gains)?;
+                        std::hint::black_box(y);
+                        Ok(())
+                    })?
+                }
+                _ => {
+                    let m = InferenceModel::from_tensors(&case.cfg, map, None, &dev)?;
+                    time_it(args.iters, args.warmup, &pb, || {
+                        let y = m.forward(&x, &sel, &[])?;
+                        // CPU ops are synchronous; reading one value keeps the work honest.
+                        let _ = y.flatten_all()?.get(0)?.to_scalar::<f32>()?;
+                        Ok(())
+                    })?
+                }
+            };
+            let median = percentile(&ms, 0.5);
+            rows.push(Row {
+                name: case.name.to_string(),
+                path: format!("{path:?}").to_lowercase(),
+                variant: case.cfg.variant.name().into(),
+                classes: case.cfg.num_classes(),
+                active: sel.len(),
+                gmacs_conv_linear: macs / 1e9,
+                median_ms: median,
+                p90_ms: percentile(&ms, 0.9),
+                min_ms: ms[0],
+                gflops: 2.0 * macs / (median / 1e3) / 1e9,
+                pytorch_ms: None,
+            });
         }
-        let mut ms = Vec::with_capacity(args.iters);
-        for _ in 0..args.iters {
-            let t0 = Instant::now();
-            let y = m.forward(&x, &sel, &[])?;
-            // CPU ops are synchronous; reading one value keeps the work from being skipped.
-            let _ = y.flatten_all()?.get(0)?.to_scalar::<f32>()?;
-            ms.push(t0.elapsed().as_secs_f64() * 1e3);
-            pb.inc(1);
-        }
-        ms.sort_by(f64::total_cmp);
-        let median = percentile(&ms, 0.5);
-        let macs = conv_linear_macs(cfg, &sel)? as f64;
-        rows.push(Row {
-            name: label.to_string(),
-            variant: cfg.variant.name().into(),
-            classes: cfg.num_classes(),
-            active: sel.len(),
-            gmacs_conv_linear: macs / 1e9,
-            median_ms: median,
-            p90_ms: percentile(&ms, 0.9),
-            min_ms: ms[0],
-            gflops: 2.0 * macs / (median / 1e3) / 1e9,
-        });
     }
     pb.finish_and_clear();
-    let r = |a: usize, b: usize| rows[a].median_ms / rows[b].median_ms;
-    let mr = |a: usize, b: usize| rows[a].gmacs_conv_linear / rows[b].gmacs_conv_linear;
+    if let Some(p) = &args.pytorch {
+        let text =
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+        let v: serde_json::Value = serde_json::from_str(text.lines().last().unwrap_or(""))
+            .with_context(|| {
+                format!(
+                    "{}: expected the JSON line of scripts/bench_pytorch.py --json",
+                    p.display()
+                )
+            })?;
+        for row in &mut rows {
+            row.pytorch_ms = v["median_ms"][&row.name].as_f64();
+        }
+    }
+    let main_path = format!("{:?}", paths[0]).to_lowercase();
+    let med = |name: &str| -> f64 {
+        rows.iter()
+            .find(|r| r.name == name && r.path == main_path)
+            .map_or(f64::NAN, |r| r.median_ms)
+    };
+    let gm = |name: &str| -> f64 {
+        rows.iter()
+            .find(|r| r.name == name)
+            .map_or(f64::NAN, |r| r.gmacs_conv_linear)
+    };
+    // Latency against active branches of the 10-class model.
+    let line_pts: Vec<(f64, f64)> = rows
+        .iter()
+        .filter(|r| r.path == main_path && r.classes == 10 && r.variant == "hlfp-small")
+        .map(|r| (r.active as f64, r.median_ms))
+        .collect();
+    let (slope, intercept, r2) = fit_line(&line_pts);
+    let full = med("hlfp-small k=10");
+    let torch_full = rows
+        .iter()
+        .find(|r| r.name == "hlfp-small k=10" && r.path == main_path)
+        .and_then(|r| r.pytorch_ms);
+    let k1_ratio = med("hlfp-small cutout 1/10") / full;
+    let k100_ratio = med("hlfp-small k=100 cutout 5") / med("hlfp-small k=5 (5-class model)");
+    let goals = serde_json::json!([
+        {"goal": "HLFP-small full <= 1.0x PyTorch eager", "value": torch_full.map(|t| full / t),
+         "met": torch_full.map(|t| full / t <= 1.0)},
+        {"goal": "latency(k=1)/latency(k=10) <= 0.64", "value": k1_ratio, "met": k1_ratio <= 0.64},
+        {"goal": "k=100 cutout 5 within 10% of a 5-class model", "value": k100_ratio,
+         "met": (k100_ratio - 1.0).abs() <= 0.10},
+    ]);
     let ratios = serde_json::json!({
-        "k5_vs_full_latency": r(2, 1), "k5_vs_full_macs": mr(2, 1),
-        "k1_vs_full_latency": r(3, 1), "k1_vs_full_macs": mr(3, 1),
-        "full_vs_resnet50_latency": r(1, 0), "full_vs_resnet50_macs": mr(1, 0),
-        "k5_vs_resnet50_latency": r(2, 0), "k5_vs_resnet50_macs": mr(2, 0),
-        "k1_vs_resnet50_latency": r(3, 0), "k1_vs_resnet50_macs": mr(3, 0),
+        "k5_vs_full_latency": med("hlfp-small cutout 5/10") / full,
+        "k2_vs_full_latency": med("hlfp-small cutout 2/10") / full,
+        "k1_vs_full_latency": k1_ratio,
+        "k1_vs_full_macs": gm("hlfp-small cutout 1/10") / gm("hlfp-small k=10"),
+        "full_vs_resnet50_latency": full / med("resnet50"),
+        "k1_vs_resnet50_latency": med("hlfp-small cutout 1/10") / med("resnet50"),
+        "k100_cutout5_vs_5class_latency": k100_ratio,
     });
+    if let Some(png) = args.plot.as_ref().filter(|p| !p.as_os_str().is_empty()) {
+        write_plot(png, &rows, &main_path, (slope, intercept))?;
+    }
     if args.json {
         let out = serde_json::json!({
             "device": "cpu", "threads": threads, "batch": 1, "input_size": args.size,
             "iters": args.iters, "warmup": args.warmup, "seed": args.seed,
-            "path": "InferenceModel (BN folded, candle conv2d)", "rows": rows, "ratios": ratios,
+            "rows": rows, "ratios": ratios, "goals": goals,
+            "latency_vs_active": {"path": main_path, "slope_ms_per_branch": slope,
+                                   "intercept_ms": intercept, "r2": r2},
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
     println!(
-        "batch 1, {0}x{0}, CPU, {threads} threads, {1} iters after {2} warm-up, seed {3}, folded inference path",
+        "batch 1, {0}x{0}, CPU, {threads} threads, median of {1} after {2} warm-up, seed {3}",
         args.size, args.iters, args.warmup, args.seed
     );
     println!(
-        "{:<24} {:>6} {:>11} {:>10} {:>8} {:>7} {:>10} {:>10}",
-        "model", "active", "GMACs(c+l)", "median ms", "p90 ms", "GFLOPS", "vs full", "vs R50"
+        "{:<31} {:>7} {:>6} {:>10} {:>10} {:>8} {:>7} {:>8} {:>8} {:>9}",
+        "model",
+        "path",
+        "active",
+        "GMACs(c+l)",
+        "median ms",
+        "p90 ms",
+        "GFLOPS",
+        "vs full",
+        "vs R50",
+        "PyTorch"
     );
-    for (i, row) in rows.iter().enumerate() {
-        let vs_full = if i == 0 {
-            "-".to_string()
-        } else {
-            format!("{:.3}", r(i, 1))
+    for row in &rows {
+        let same = |name: &str| {
+            rows.iter()
+                .find(|r| r.name == name && r.path == row.path)
+                .map_or(f64::NAN, |r| r.median_ms)
         };
         println!(
-            "{:<24} {:>6} {:>11.3} {:>10.2} {:>8.2} {:>7.1} {:>10} {:>10.3}",
+            "{:<31} {:>7} {:>6} {:>10.3} {:>10.2} {:>8.2} {:>7.1} {:>8.3} {:>8.3} {:>9}",
             row.name,
+            row.path,
             row.active,
             row.gmacs_conv_linear,
             row.median_ms,
             row.p90_ms,
             row.gflops,
-            vs_full,
-            r(i, 0)
+            row.median_ms / same("hlfp-small k=10"),
+            row.median_ms / same("resnet50"),
+            row.pytorch_ms.map_or("-".into(), |t| format!("{t:.2} ms"))
+        );
+    }
+    if paths.len() == 2 {
+        let e = |n: &str| med(n);
+        let c = |n: &str| {
+            rows.iter()
+                .find(|r| r.name == n && r.path == "candle")
+                .map_or(f64::NAN, |r| r.median_ms)
+        };
+        println!(
+            "engine vs candle path: ResNet50 {:.2}x, HLFP-small k=10 {:.2}x, cutout 1/10 {:.2}x",
+            e("resnet50") / c("resnet50"),
+            e("hlfp-small k=10") / c("hlfp-small k=10"),
+            e("hlfp-small cutout 1/10") / c("hlfp-small cutout 1/10")
         );
     }
     println!(
-        "MAC ratios: k5/full {:.3}, k1/full {:.3}, full/R50 {:.3}, k5/R50 {:.3}, k1/R50 {:.3}",
-        mr(2, 1),
-        mr(3, 1),
-        mr(1, 0),
-        mr(2, 0),
-        mr(3, 0)
+        "latency vs active branches ({main_path}, 10-class HLFP-small): {slope:.2} ms per branch + {intercept:.2} ms (R^2 {r2:.3})"
     );
+    for g in goals.as_array().into_iter().flatten() {
+        println!(
+            "goal {:<48} value {:>7} -> {}",
+            g["goal"].as_str().unwrap_or(""),
+            g["value"]
+                .as_f64()
+                .map_or("n/a".into(), |v| format!("{v:.3}")),
+            match g["met"].as_bool() {
+                Some(true) => "met",
+                Some(false) => "NOT met",
+                None => "unknown (pass --pytorch FILE)",
+            }
+        );
+    }
+    Ok(())
+}
+
+/// Latency against active branches (10-class HLFP-small rows of `path`) with the fitted line,
+/// and ResNet50 as a horizontal reference.
+fn write_plot(
+    png: &std::path::Path,
+    rows: &[Row],
+    path: &str,
+    (slope, intercept): (f64, f64),
+) -> anyhow::Result<()> {
+    use hlfp::plot::{figure_image, Figure, Mark, Panel, Series};
+    let pts: Vec<(f64, f64)> = rows
+        .iter()
+        .filter(|r| r.path == path && r.classes == 10 && r.variant == "hlfp-small")
+        .map(|r| (r.active as f64, r.median_ms))
+        .collect();
+    let r50 = rows
+        .iter()
+        .find(|r| r.path == path && r.name == "resnet50")
+        .map_or(f64::NAN, |r| r.median_ms);
+    let mut series = vec![
+        Series {
+            name: format!("HLFP-small, measured ({path})"),
+            points: pts,
+            rgb: (31, 119, 180),
+            mark: Mark::Dots,
+        },
+        Series {
+            name: format!("fit: {slope:.2} ms/branch + {intercept:.2} ms"),
+            points: vec![(0.0, intercept), (10.0, intercept + 10.0 * slope)],
+            rgb: (31, 119, 180),
+            mark: Mark::Line,
+        },
+        Series {
+            name: "ResNet50".into(),
+            points: vec![(0.0, r50), (10.0, r50)],
+            rgb: (214, 39, 40),
+            mark: Mark::Line,
+        },
+    ];
+    let torch: Vec<(f64, f64)> = rows
+        .iter()
+        .filter(|r| r.path == path && r.classes == 10 && r.variant == "hlfp-small")
+        .filter_map(|r| r.pytorch_ms.map(|t| (r.active as f64, t)))
+        .collect();
+    if !torch.is_empty() {
+        series.push(Series {
+            name: "PyTorch eager (same machine)".into(),
+            points: torch,
+            rgb: (120, 120, 120),
+            mark: Mark::Dots,
+        });
+    }
+    let fig = Figure {
+        title: "batch-1 CPU latency against active branches".into(),
+        x_label: "active branches (of 10)".into(),
+        panels: vec![Panel {
+            y_label: "median latency (ms)".into(),
+            series,
+            y_range: None,
+        }],
+        markers: vec![],
+        text: super::common::load_font(None),
+        width: 760,
+        panel_height: 440,
+    };
+    if let Some(dir) = png.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    figure_image(&fig)?
+        .save(png)
+        .with_context(|| format!("writing {}", png.display()))?;
+    eprintln!("wrote {}", png.display());
     Ok(())
 }
 
@@ -435,6 +709,39 @@ mod tests {
         let c = ModelConfig::new(v, k);
         let sel = Selection::from_indices(&c, &(0..active).collect::<Vec<_>>()).unwrap();
         conv_linear_macs(&c, &sel).unwrap() as f64 / 1e9
+    }
+
+    #[test]
+    fn line_fit_recovers_slope_intercept_and_r2() {
+        let pts: Vec<(f64, f64)> = [1.0, 2.0, 5.0, 10.0]
+            .iter()
+            .map(|&x| (x, 3.0 * x + 7.0))
+            .collect();
+        let (m, b, r2) = fit_line(&pts);
+        assert!((m - 3.0).abs() < 1e-12 && (b - 7.0).abs() < 1e-12 && (r2 - 1.0).abs() < 1e-12);
+        let (_, _, r2) = fit_line(&[(1.0, 1.0), (2.0, 3.0), (3.0, 1.0)]);
+        assert!(r2 < 0.01, "{r2}");
+    }
+
+    #[test]
+    fn cases_cover_the_issue_list() {
+        let c = cases(64);
+        let names: Vec<&str> = c.iter().map(|c| c.name).collect();
+        for want in [
+            "resnet50",
+            "hlfp-small k=10",
+            "hlfp-small cutout 5/10",
+            "hlfp-small cutout 2/10",
+            "hlfp-small cutout 1/10",
+            "hlfp-small k=100 cutout 5",
+        ] {
+            assert!(names.contains(&want), "{want}");
+        }
+        let k100 = c
+            .iter()
+            .find(|c| c.name == "hlfp-small k=100 cutout 5")
+            .unwrap();
+        assert_eq!((k100.cfg.num_classes(), k100.active.len()), (100, 5));
     }
 
     #[test]
