@@ -2,6 +2,8 @@
 //! injectable clock, the latest-frame slot, live metrics, and the loop joining them.
 
 pub mod audio_cues;
+#[cfg(feature = "camera")]
+pub mod camera;
 pub mod clock;
 pub mod folder;
 pub mod io;
