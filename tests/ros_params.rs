@@ -17,7 +17,9 @@ fn s(v: &str) -> ParamValue {
 fn the_committed_params_file_parses_for_both_nodes() {
     let v = VisionNodeConfig::from_params_yaml(GUIDED_YAML).unwrap();
     assert!(v.enable);
-    assert_eq!(v.model_path, "models/hlfp.safetensors");
+    assert_eq!(v.model_path, "models/hlfp_small.safetensors");
+    assert_eq!(v.model_config, "models/hlfp_small.json");
+    assert_eq!(v.input_size, 0);
     assert_eq!(v.device, DeviceSpec::Auto);
     assert_eq!(v.image_reliability, Reliability::BestEffort);
     assert_eq!(v.image_depth, 1);
@@ -30,6 +32,28 @@ fn the_committed_params_file_parses_for_both_nodes() {
     assert_eq!(a.input, AudioInput::Mic);
     assert_eq!(a.sample_rate_hz, 16_000);
     assert_eq!((a.on_threshold, a.off_threshold), (0.6, 0.4));
+    assert_eq!(a.model_path, "models/audio_cues.safetensors");
+    assert_eq!(a.mapping_file, "config/cues.toml");
+    // The file and the built-in defaults agree.
+    assert_eq!(v, VisionNodeConfig::default());
+    assert_eq!(a, AudioNodeConfig::default());
+}
+
+#[test]
+fn the_default_paths_name_files_that_ship() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let a = AudioNodeConfig::default();
+    for path in [&a.model_path, &a.mapping_file] {
+        assert!(root.join(path).exists(), "{path} does not exist");
+    }
+    // The vision model is a bundle as `hlfp train` writes it: weights and a sidecar config
+    // with the same stem.
+    let v = VisionNodeConfig::default();
+    assert_eq!(
+        v.model_config,
+        hlfp::model::ModelConfig::sidecar_path(std::path::Path::new(&v.model_path))
+            .to_string_lossy()
+    );
 }
 
 #[test]

@@ -8,8 +8,9 @@
 
 use anyhow::Context as _;
 use futures::StreamExt;
-use hlfp::model::{InferenceModel, ModelConfig};
-use hlfp::ros::model_scorer::{candle_device, ModelScorer};
+use hlfp::model::ModelConfig;
+use hlfp::pipeline::FrameClassifier;
+use hlfp::ros::model_scorer::device_choice;
 use hlfp::ros::msgs::{Classification, Header, LabelInfo, RosMessage};
 use hlfp::ros::params::VisionNodeConfig;
 use hlfp::ros::r2r_glue::{
@@ -17,6 +18,7 @@ use hlfp::ros::r2r_glue::{
     startup_config, SharedParams,
 };
 use hlfp::ros::vision_core::VisionCore;
+use hlfp::vision::classifier::VisionClassifier;
 use r2r::QosProfile;
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -41,19 +43,23 @@ fn main() -> anyhow::Result<()> {
 
     // Start-up parameters first: the class list they name is needed to check guidance updates.
     let config: VisionNodeConfig = startup_config(&node).context("hlfp_node parameters")?;
-    // The model: its config (class names in output order) and weights, on the asked device.
+    // The model: its config (class names in output order, input size) and weights, loaded by
+    // the same classifier the CLI and the runtime use, on the asked device.
     let model_cfg_path = resolve_share_path(PACKAGE, &config.model_config);
     let model_cfg_text = std::fs::read_to_string(&model_cfg_path)
         .with_context(|| format!("reading model_config {}", model_cfg_path.display()))?;
-    let mut model_cfg: ModelConfig = serde_json::from_str(&model_cfg_text)
+    let model_cfg: ModelConfig = serde_json::from_str(&model_cfg_text)
         .with_context(|| format!("model_config {}", model_cfg_path.display()))?;
-    model_cfg.input_size = config.input_size as usize;
-    let device = candle_device(config.device).context("device")?;
+    config
+        .input_size_for(model_cfg.input_size)
+        .with_context(|| format!("model_config {}", model_cfg_path.display()))?;
     let weights = resolve_share_path(PACKAGE, &config.model_path);
-    let model = InferenceModel::load_file(&weights, &model_cfg, None, &device)
-        .with_context(|| format!("loading model_path {}", weights.display()))?;
-    let scorer = ModelScorer::new(model, device).context("preprocessing")?;
-    let classes = scorer.classes().to_vec();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let scorer =
+        VisionClassifier::load(&weights, &model_cfg, device_choice(config.device), threads)
+            .with_context(|| format!("loading model_path {}", weights.display()))?;
+    let device_name = scorer.device_name().to_string();
+    let classes = scorer.class_names().to_vec();
     if config.use_camera {
         // The runtime's nokhwa camera source (guided-search issue) is not in this branch yet.
         tracing::error!(
@@ -212,7 +218,7 @@ fn main() -> anyhow::Result<()> {
         // Diagnostics at the configured period.
         let core_d = core.clone();
         let model = config.model_path.clone();
-        let device = config.device.to_string();
+        let device = device_name.clone();
         tokio::spawn(async move {
             let mut last = (Instant::now(), 0u64);
             loop {
@@ -238,7 +244,7 @@ fn main() -> anyhow::Result<()> {
         });
 
         tracing::info!(
-            "hlfp_node: {} classes, policy {}, image QoS {} depth {}",
+            "hlfp_node: {} classes on {device_name}, policy {}, image QoS {} depth {}",
             classes.len(),
             config.guidance.policy,
             config.image_reliability,

@@ -470,8 +470,10 @@ pub struct VisionNodeConfig {
     pub model_config: String,
     /// `device`: `auto`, `cpu`, `cuda` or `cuda:N`.
     pub device: DeviceSpec,
-    /// `input_size`: the square input side in pixels frames are preprocessed to (replaces the
-    /// model config's).
+    /// `input_size`: `0` (default) takes the model config's `input_size`, the side the weights
+    /// were trained at; any other value must equal it (checked at start-up by
+    /// [`VisionNodeConfig::input_size_for`]), so the node never preprocesses to a size the
+    /// model config does not state.
     pub input_size: u32,
     /// `top_k`: how many classes each `classification` message carries.
     pub top_k: u32,
@@ -494,10 +496,10 @@ impl Default for VisionNodeConfig {
     fn default() -> Self {
         Self {
             enable: true,
-            model_path: "models/hlfp.safetensors".into(),
-            model_config: "models/hlfp.json".into(),
+            model_path: "models/hlfp_small.safetensors".into(),
+            model_config: "models/hlfp_small.json".into(),
             device: DeviceSpec::Auto,
-            input_size: 224,
+            input_size: 0,
             top_k: 5,
             image_reliability: Reliability::BestEffort,
             image_depth: 1,
@@ -541,6 +543,20 @@ impl VisionNodeConfig {
     pub fn check_classes(&self, classes: &[String]) -> Result<()> {
         self.guidance.resolve(classes).map(|_| ())
     }
+
+    /// The input side to preprocess frames to for a model whose config says
+    /// `model_input_size`: that value when `input_size` is 0, and an error naming both values
+    /// when `input_size` contradicts it.
+    pub fn input_size_for(&self, model_input_size: usize) -> Result<usize> {
+        match self.input_size as usize {
+            0 => Ok(model_input_size),
+            n if n == model_input_size => Ok(n),
+            n => Err(Error::Config(format!(
+                "parameter \"input_size\" = {n} contradicts the model config's input_size \
+                 {model_input_size}; set it to 0 (use the model config's) or {model_input_size}"
+            ))),
+        }
+    }
 }
 
 impl NodeParams for VisionNodeConfig {
@@ -580,7 +596,17 @@ impl NodeParams for VisionNodeConfig {
                 let s = get_string(name, v)?;
                 self.device = s.parse().map_err(|r: String| invalid(name, v, r))?;
             }
-            "input_size" => self.input_size = get_int(name, v, 32, 4096)? as u32,
+            "input_size" => {
+                let n = get_int(name, v, 0, 4096)?;
+                if (1..32).contains(&n) {
+                    return Err(invalid(
+                        name,
+                        v,
+                        "expected 0 (the model config's) or a side in 32..=4096",
+                    ));
+                }
+                self.input_size = n as u32;
+            }
             "top_k" => self.top_k = get_int(name, v, 1, 1000)? as u32,
             "image_qos.reliability" => {
                 self.image_reliability = match get_string(name, v)?.as_str() {
@@ -708,14 +734,17 @@ pub struct AudioNodeConfig {
     pub input: AudioInput,
     /// `mic_device`: cpal input device name, or `default`.
     pub mic_device: String,
-    /// `sample_rate_hz`: rate of the incoming audio (topic input: the publisher's rate; mic:
-    /// the rate asked of the device). Resampled to the model's rate.
+    /// `sample_rate_hz`: rate of topic audio (the publisher's rate; `AudioDataStamped` does not
+    /// carry it). A microphone is captured at the device's own rate, so `mic` ignores this.
+    /// Either is resampled to the model's rate.
     pub sample_rate_hz: u32,
     /// `channels`: interleaved channels of topic audio (downmixed to mono).
     pub channels: u32,
-    /// `model_path`: the sound classifier's weights.
+    /// `model_path`: the sound classifier's weights (labels and window in its metadata).
     pub model_path: String,
-    /// `mapping_file`: sound label to visual classes.
+    /// `mapping_file`: sound label to visual classes, with detector settings (`config/cues.toml`
+    /// format). The parameters below replace that file's thresholds (for every label), hold,
+    /// refractory and silence gate; its window hop and smoothing stay.
     pub mapping_file: String,
     /// `on_threshold`: smoothed score at which a sound event starts.
     pub on_threshold: f64,
@@ -736,13 +765,13 @@ impl Default for AudioNodeConfig {
             mic_device: "default".into(),
             sample_rate_hz: 16_000,
             channels: 1,
-            model_path: "models/audio.safetensors".into(),
-            mapping_file: "config/cue_mapping.toml".into(),
+            model_path: "models/audio_cues.safetensors".into(),
+            mapping_file: "config/cues.toml".into(),
             on_threshold: 0.6,
             off_threshold: 0.4,
-            hold_ms: 300,
+            hold_ms: 500,
             refractory_ms: 1000,
-            rms_gate_dbfs: -60.0,
+            rms_gate_dbfs: -55.0,
         }
     }
 }

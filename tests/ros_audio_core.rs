@@ -1,0 +1,326 @@
+//! The audio node's logic driven in-process, as the r2r callbacks drive it: S16LE
+//! `AudioDataStamped` messages of a synthetic scene in, `sound_events` and `cues` messages out
+//! with the input's header; bad messages counted; parameters merged with the mapping file.
+
+mod audio_common;
+
+use audio_common::{tone, BandScorer, ScriptedScorer};
+use hlfp::audio::cues::{CueConfig, DATA_VISUAL_CLASSES};
+use hlfp::audio::detector::{DetectorConfig, Thresholds};
+use hlfp::ros::audio_core::{detector_config, AudioCore, AudioOutput};
+use hlfp::ros::msgs::{AudioData, AudioDataStamped, DiagnosticStatus, Header, Time};
+use hlfp::ros::params::{AudioNodeConfig, NodeParams, ParamValue};
+
+const RATE: u32 = 16_000;
+
+fn classes() -> Vec<String> {
+    DATA_VISUAL_CLASSES.iter().map(|s| s.to_string()).collect()
+}
+
+/// The shipped mapping, restricted to the fake scorer's labels.
+fn mapping(labels: &[&str]) -> CueConfig {
+    let mut cfg = CueConfig::load(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/cues.toml"
+    )))
+    .unwrap();
+    cfg.cues.retain(|k, _| labels.contains(&k.as_str()));
+    cfg
+}
+
+fn config() -> AudioNodeConfig {
+    let mut c = AudioNodeConfig::default();
+    c.apply("input", &ParamValue::String("topic".into()))
+        .unwrap();
+    c
+}
+
+/// Low band "cat", high band "dog" (BandScorer's two labels).
+fn core() -> AudioCore<BandScorer> {
+    AudioCore::new(
+        config(),
+        &mapping(&["cat", "dog"]),
+        &classes(),
+        BandScorer::new("cat", "dog", 96),
+    )
+    .unwrap()
+}
+
+fn header(i: usize) -> Header {
+    Header {
+        stamp: Time {
+            sec: 100 + i as i32,
+            nanosec: 5,
+        },
+        frame_id: format!("mic_link_{i}"),
+    }
+}
+
+fn message(samples: &[f32], h: Header) -> AudioDataStamped {
+    let data = samples
+        .iter()
+        .flat_map(|&x| ((x * 32767.0).round() as i16).to_le_bytes())
+        .collect();
+    AudioDataStamped {
+        header: h,
+        audio: AudioData { data },
+    }
+}
+
+/// 1.5 s of a 5 kHz tone (the "dog" band) followed by 1.5 s of silence.
+fn dog_scene() -> Vec<f32> {
+    let mut x = tone(RATE, 5_000.0, 0.3, RATE as usize * 3 / 2);
+    x.extend(vec![0.0; RATE as usize * 3 / 2]);
+    x
+}
+
+/// Feed `x` in messages of `chunk` samples; returns each message's output.
+fn feed(core: &mut AudioCore<BandScorer>, x: &[f32], chunk: usize) -> Vec<AudioOutput> {
+    x.chunks(chunk)
+        .enumerate()
+        .map(|(i, c)| core.on_message(&message(c, header(i))).unwrap())
+        .collect()
+}
+
+/// `(class_id, score)` of every hypothesis, flattened.
+fn hyps(msgs: &[hlfp::ros::msgs::Classification]) -> Vec<(String, f64)> {
+    msgs.iter()
+        .flat_map(|m| m.results.iter().map(|h| (h.class_id.clone(), h.score)))
+        .collect()
+}
+
+#[test]
+fn silence_publishes_nothing() {
+    let mut c = core();
+    let outs = feed(&mut c, &vec![0.0; RATE as usize * 3], 1600);
+    assert!(outs.iter().all(AudioOutput::is_empty));
+    assert_eq!(c.counters.chunks_in, 30);
+    assert_eq!(c.counters.samples_in, u64::from(RATE) * 3);
+    assert_eq!((c.counters.sound_events, c.counters.cues), (0, 0));
+    assert!(c.pipeline_stats().detector.silent_windows > 0);
+}
+
+#[test]
+fn a_dog_tone_gives_one_event_and_its_cues_with_the_header_copied() {
+    let mut c = core();
+    let outs = feed(&mut c, &dog_scene(), 1600);
+    let with_output: Vec<(usize, &AudioOutput)> = outs
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| !o.is_empty())
+        .collect();
+    assert_eq!(with_output.len(), 1, "{outs:?}");
+    let (i, out) = with_output[0];
+    // Decided once a window holds enough of the tone: within the tone's 1.5 s.
+    assert!((5..15).contains(&i), "event in message {i}");
+
+    assert_eq!(out.sound_events.len(), 1);
+    let ev = &out.sound_events[0];
+    assert_eq!(ev.header, header(i));
+    assert_eq!(ev.results.len(), 1);
+    assert_eq!(ev.results[0].class_id, "dog");
+    let score = ev.results[0].score;
+    assert!((0.6..=1.0).contains(&score), "{score}");
+
+    assert_eq!(out.cues.len(), 1);
+    let cue = &out.cues[0];
+    assert_eq!(cue.header, header(i));
+    assert_eq!(
+        hyps(&out.cues),
+        vec![
+            ("dog".to_string(), score),
+            ("english_springer".to_string(), score)
+        ]
+    );
+    assert_eq!((c.counters.sound_events, c.counters.cues), (1, 2));
+
+    let d = c.diagnostics(header(0), "fake", "topic audio");
+    let values = &d.status[0].values;
+    let get = |k: &str| {
+        values
+            .iter()
+            .find(|kv| kv.key == k)
+            .map(|kv| kv.value.clone())
+    };
+    assert_eq!(get("sound_events").as_deref(), Some("1"));
+    assert_eq!(get("cues").as_deref(), Some("2"));
+    assert_eq!(get("messages_rejected").as_deref(), Some("0"));
+    assert_eq!(d.status[0].level, DiagnosticStatus::OK);
+}
+
+#[test]
+fn chunking_does_not_change_the_events() {
+    let x = dog_scene();
+    let mut one = core();
+    let whole = one.on_message(&message(&x, header(0))).unwrap();
+    assert_eq!(whole.sound_events.len(), 1);
+    assert!(whole.sound_events[0].header == header(0));
+    for chunk in [160, 441, 1600, 7_919] {
+        let mut c = core();
+        let outs = feed(&mut c, &x, chunk);
+        let events: Vec<_> = outs.iter().flat_map(|o| o.sound_events.clone()).collect();
+        let cues: Vec<_> = outs.iter().flat_map(|o| o.cues.clone()).collect();
+        assert_eq!(hyps(&events), hyps(&whole.sound_events), "chunk {chunk}");
+        assert_eq!(hyps(&cues), hyps(&whole.cues), "chunk {chunk}");
+    }
+}
+
+#[test]
+fn malformed_messages_are_counted_and_later_ones_still_work() {
+    let mut c = core();
+    let mut odd = message(&[0.1, 0.2], header(0));
+    odd.audio.data.pop();
+    let err = c.on_message(&odd).unwrap_err().to_string();
+    assert!(err.contains("S16LE"), "{err}");
+    let err = c
+        .on_chunk(&[0.0; 160], 0, &header(1))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("sample rate"), "{err}");
+    assert!(c.on_chunk(&[0.0; 160], 1_000_000, &header(1)).is_err());
+    c.count_bad_message("json");
+    assert_eq!(c.rejections.total(), 4);
+    assert_eq!(
+        (
+            c.rejections.get("s16le"),
+            c.rejections.get("rate"),
+            c.rejections.get("json")
+        ),
+        (1, 2, 1)
+    );
+    assert_eq!(c.counters.samples_in, 0);
+
+    // The stream carries on: the dog tone is still detected.
+    let outs = feed(&mut c, &dog_scene(), 1600);
+    let events: Vec<_> = outs.iter().flat_map(|o| o.sound_events.clone()).collect();
+    assert_eq!(hyps(&events).len(), 1);
+    assert_eq!(hyps(&events)[0].0, "dog");
+    let d = c.diagnostics(header(0), "fake", "topic audio");
+    assert_eq!(d.status[0].level, DiagnosticStatus::WARN);
+    assert!(d.status[0]
+        .values
+        .iter()
+        .any(|kv| kv.key == "messages_rejected.rate" && kv.value == "2"));
+}
+
+#[test]
+fn stereo_topic_audio_is_downmixed() {
+    let mut cfg = config();
+    cfg.apply("channels", &ParamValue::Integer(2)).unwrap();
+    let mut c = AudioCore::new(
+        cfg,
+        &mapping(&["cat", "dog"]),
+        &classes(),
+        BandScorer::new("cat", "dog", 96),
+    )
+    .unwrap();
+    let x: Vec<f32> = dog_scene().iter().flat_map(|&s| [s, s]).collect();
+    let outs: Vec<AudioOutput> = x
+        .chunks(3200)
+        .enumerate()
+        .map(|(i, ch)| c.on_message(&message(ch, header(i))).unwrap())
+        .collect();
+    let events: Vec<_> = outs.iter().flat_map(|o| o.sound_events.clone()).collect();
+    assert_eq!(hyps(&events).len(), 1);
+    assert_eq!(c.counters.samples_in, dog_scene().len() as u64);
+    // An odd number of samples is not a whole number of stereo frames.
+    assert!(c.on_message(&message(&[0.1, 0.2, 0.3], header(0))).is_err());
+}
+
+#[test]
+fn node_parameters_replace_the_mapping_files_detector_settings() {
+    let file = DetectorConfig {
+        hop_frames: 10,
+        smoothing_windows: 3,
+        label_thresholds: [("dog".to_string(), Thresholds { on: 0.9, off: 0.8 })]
+            .into_iter()
+            .collect(),
+        ..DetectorConfig::default()
+    };
+    let mut p = AudioNodeConfig::default();
+    p.apply("on_threshold", &ParamValue::Double(0.7)).unwrap();
+    p.apply("off_threshold", &ParamValue::Double(0.3)).unwrap();
+    p.apply("hold_ms", &ParamValue::Integer(250)).unwrap();
+    p.apply("refractory_ms", &ParamValue::Integer(2000))
+        .unwrap();
+    p.apply("rms_gate_dbfs", &ParamValue::Double(-40.0))
+        .unwrap();
+    let d = detector_config(&file, &p);
+    assert_eq!(d.default_thresholds, Thresholds { on: 0.7, off: 0.3 });
+    assert!(d.label_thresholds.is_empty());
+    assert_eq!(
+        (d.hold_s, d.refractory_s, d.silence_rms_dbfs),
+        (0.25, 2.0, -40.0)
+    );
+    assert_eq!((d.hop_frames, d.smoothing_windows), (10, 3));
+
+    // The defaults match the shipped mapping file's detector, so the node and `hlfp listen`
+    // detect the same sounds out of the box.
+    let shipped = mapping(&["cat", "dog", "chainsaw"]).detector;
+    let d = detector_config(&shipped, &AudioNodeConfig::default());
+    assert_eq!(d.default_thresholds, shipped.default_thresholds);
+    assert_eq!(
+        (d.hold_s, d.refractory_s, d.silence_rms_dbfs),
+        (
+            shipped.hold_s,
+            shipped.refractory_s,
+            shipped.silence_rms_dbfs
+        )
+    );
+}
+
+#[test]
+fn a_runtime_parameter_change_rebuilds_the_detector() {
+    let mut c = core();
+    // A gate above the tone's level (0.3 amplitude: about -13.5 dBFS RMS) makes it silence.
+    c.apply_param("rms_gate_dbfs", &ParamValue::Double(-10.0))
+        .unwrap();
+    assert_eq!(c.detector_config().silence_rms_dbfs, -10.0);
+    assert_eq!(c.counters.detector_rebuilds, 1);
+    let outs = feed(&mut c, &dog_scene(), 1600);
+    assert!(outs.iter().all(AudioOutput::is_empty));
+
+    // Refused updates change nothing.
+    let before = c.config().clone();
+    assert!(c
+        .apply_param("off_threshold", &ParamValue::Double(0.9))
+        .is_err());
+    assert!(c
+        .apply_param("model_path", &ParamValue::String("x".into()))
+        .is_err());
+    assert_eq!(c.config(), &before);
+    assert_eq!(c.counters.detector_rebuilds, 1);
+
+    // Back to the default gate: the tone is heard again; counters span both pipelines.
+    c.apply_param("rms_gate_dbfs", &ParamValue::Double(-55.0))
+        .unwrap();
+    let windows_before = c.pipeline_stats().detector.windows;
+    let outs = feed(&mut c, &dog_scene(), 1600);
+    assert_eq!(outs.iter().map(|o| o.sound_events.len()).sum::<usize>(), 1);
+    assert!(c.pipeline_stats().detector.windows > windows_before);
+}
+
+#[test]
+fn the_mapping_is_checked_against_the_labels_and_classes() {
+    // The shipped file names "chainsaw", which this scorer does not have.
+    let err = AudioCore::new(
+        config(),
+        &mapping(&["cat", "dog", "chainsaw"]),
+        &classes(),
+        ScriptedScorer::new(&["cat", "dog"], 96, vec![vec![0.0, 0.0]]),
+    )
+    .err()
+    .expect("unknown sound label accepted")
+    .to_string();
+    assert!(err.contains("chainsaw"), "{err}");
+    let err = AudioCore::new(
+        config(),
+        &mapping(&["cat", "dog"]),
+        &["cat".to_string()],
+        ScriptedScorer::new(&["cat", "dog"], 96, vec![vec![0.0, 0.0]]),
+    )
+    .err()
+    .expect("unknown visual class accepted")
+    .to_string();
+    assert!(err.contains("english_springer"), "{err}");
+}
