@@ -60,10 +60,10 @@ fn main() -> anyhow::Result<()> {
             .with_context(|| format!("loading model_path {}", weights.display()))?;
     let device_name = scorer.device_name().to_string();
     let classes = scorer.class_names().to_vec();
-    if config.use_camera {
-        // The runtime's nokhwa camera source (guided-search issue) is not in this branch yet.
+    if config.use_camera && !cfg!(feature = "camera") {
         tracing::error!(
-            "use_camera is true but this build has no camera source; subscribing to image instead"
+            "use_camera is true but this build has no camera source (rebuild with --features \
+             camera); subscribing to image instead"
         );
     }
     let core = Arc::new(Mutex::new(
@@ -175,6 +175,41 @@ fn main() -> anyhow::Result<()> {
                 }
             }
         });
+
+        // use_camera: frames from the runtime's camera source take the image topic's path.
+        #[cfg(feature = "camera")]
+        if config.use_camera {
+            let core_cam = core.clone();
+            let tx = frame_tx.clone();
+            let index = config.camera_index;
+            let mut cam_clock = r2r::Clock::create(r2r::ClockType::RosTime)?;
+            tokio::spawn(async move {
+                use hlfp::pipeline::FrameSource;
+                let mut cam =
+                    match hlfp::pipeline::camera::CameraSource::open(index, 640, 480, 30.0) {
+                        Ok(c) => c,
+                        Err(e) => {
+                            tracing::error!("use_camera: {e}");
+                            return;
+                        }
+                    };
+                while let Some(frame) = cam.next_frame().await {
+                    match frame {
+                        Ok(f) => {
+                            let header = Header {
+                                stamp: stamp_now(&mut cam_clock),
+                                frame_id: f.frame_id.clone(),
+                            };
+                            let img = hlfp::ros::convert::image_from_frame(f, header);
+                            if let Err(mpsc::TrySendError::Full(_)) = tx.try_send(img) {
+                                lock(&core_cam).count_dropped(1);
+                            }
+                        }
+                        Err(e) => tracing::warn!("camera frame: {e}"),
+                    }
+                }
+            });
+        }
 
         // Images: keep the newest of whatever arrived together; count the rest as dropped.
         let core_i = core.clone();
