@@ -42,7 +42,9 @@ def _nodes(context):
     if arg("camera_index"):
         vision_overrides["camera_index"] = int(arg("camera_index"))
     if arg("model"):
+        # A model file's config is the .json next to it (model.safetensors + model.json).
         vision_overrides["model_path"] = arg("model")
+        vision_overrides["model_config"] = os.path.splitext(arg("model"))[0] + ".json"
     if arg("device"):
         vision_overrides["device"] = arg("device")
     audio_overrides = {}
@@ -79,7 +81,7 @@ def generate_launch_description():
         ("image_topic", "image", "sensor_msgs/Image topic hlfp_node classifies"),
         ("use_camera", "", "true: open a local camera instead of image_topic (empty: params file)"),
         ("camera_index", "", "camera to open with use_camera (empty: params file)"),
-        ("model", "", "HLFP weights (.safetensors) (empty: params file)"),
+        ("model", "", "HLFP weights (.safetensors; its config is the .json next to it) (empty: params file)"),
         ("device", "", "auto, cpu, cuda or cuda:N (empty: params file)"),
         ("namespace", "", "namespace of both nodes"),
         ("params_file", default_params, "ROS 2 params file for both nodes"),
