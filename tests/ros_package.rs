@@ -361,7 +361,9 @@ fn launch_declares_the_arguments_and_wires_params_and_remappings() {
         serde_json::json!([["image", "/camera/image_raw"]])
     );
     let overrides = vision["parameters"][1].as_object().unwrap();
-    assert_eq!(overrides.len(), 4, "{overrides:?}");
+    // use_camera, camera_index, device, and the model's weights with the config next to them.
+    assert_eq!(overrides.len(), 5, "{overrides:?}");
+    assert_eq!(overrides["model_config"], "/tmp/m.json");
     // Every override is a real parameter with a valid value, applied by the node's own code.
     let mut cfg = VisionNodeConfig::default();
     for (name, value) in overrides {
@@ -377,6 +379,7 @@ fn launch_declares_the_arguments_and_wires_params_and_remappings() {
     assert!(cfg.use_camera);
     assert_eq!(cfg.camera_index, 2);
     assert_eq!(cfg.model_path, "/tmp/m.safetensors");
+    assert_eq!(cfg.model_config, "/tmp/m.json");
     assert_eq!(
         node(&v, "audio_cue_node")["parameters"][1]["input"],
         "topic"
