@@ -35,9 +35,12 @@ pub struct Args {
     /// Inference path to time.
     #[arg(long, value_enum, default_value = "engine")]
     pub path: PathChoice,
-    /// PNG of latency against active branches (empty to skip).
+    /// PNG of latency against active branches.
     #[arg(long, default_value = "runs/bench/latency_vs_branches.png")]
-    pub plot: Option<PathBuf>,
+    pub plot: PathBuf,
+    /// Do not write the PNG.
+    #[arg(long)]
+    pub no_plot: bool,
     /// PyTorch timings to show alongside: the JSON line of `scripts/bench_pytorch.py --json`.
     #[arg(long)]
     pub pytorch: Option<PathBuf>,
@@ -332,7 +335,8 @@ fn latency(args: &Args) -> anyhow::Result<()> {
         "k1_vs_resnet50_latency": med("hlfp-small cutout 1/10") / med("resnet50"),
         "k100_cutout5_vs_5class_latency": k100_ratio,
     });
-    if let Some(png) = args.plot.as_ref().filter(|p| !p.as_os_str().is_empty()) {
+    if !args.no_plot {
+        let png = &args.plot;
         write_plot(png, &rows, &main_path, (slope, intercept))?;
     }
     if args.json {
