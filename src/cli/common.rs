@@ -85,3 +85,21 @@ pub fn load_font(explicit: Option<&Path>) -> bool {
     tracing::warn!("no font found (install fonts-dejavu-core or pass --font): PNG without text");
     false
 }
+
+/// The candle device for a `--device` argument of the training and evaluation commands:
+/// `cpu` or `cuda[:N]` (CUDA needs the `cuda` feature).
+pub fn candle_device(spec: &str) -> anyhow::Result<candle_core::Device> {
+    use anyhow::Context;
+    match spec {
+        "cpu" => Ok(candle_core::Device::Cpu),
+        s if s.starts_with("cuda") => {
+            let n = s
+                .strip_prefix("cuda:")
+                .unwrap_or("0")
+                .parse()
+                .with_context(|| format!("bad device {s:?}; expected cpu or cuda:N"))?;
+            Ok(candle_core::Device::new_cuda(n)?)
+        }
+        s => anyhow::bail!("unknown device {s:?}; expected cpu or cuda:N"),
+    }
+}

@@ -66,21 +66,6 @@ pub struct Args {
     pub device: String,
 }
 
-fn device(spec: &str) -> anyhow::Result<candle_core::Device> {
-    match spec {
-        "cpu" => Ok(candle_core::Device::Cpu),
-        s if s.starts_with("cuda") => {
-            let n = s
-                .strip_prefix("cuda:")
-                .unwrap_or("0")
-                .parse()
-                .with_context(|| format!("bad device {s:?}; expected cpu or cuda:N"))?;
-            Ok(candle_core::Device::new_cuda(n)?)
-        }
-        s => bail!("unknown device {s:?}; expected cpu or cuda:N"),
-    }
-}
-
 /// `n` samples spread evenly over `samples` (all of them when `n` is larger).
 fn spread(samples: Vec<Sample>, n: usize) -> Vec<Sample> {
     let len = samples.len();
@@ -130,7 +115,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else {
         args.gains.clone()
     };
-    let dev = device(&args.device)?;
+    let dev = super::common::candle_device(&args.device)?;
     let model = InferenceModel::load_file(&files.weights, &cfg, None, &dev)
         .with_context(|| format!("loading {}", files.weights.display()))?;
     let mut evaluator = Evaluator::new(&model, EvalConfig { cutouts, gains })?;

@@ -107,23 +107,8 @@ pub struct Args {
     pub device: String,
 }
 
-fn device(spec: &str) -> anyhow::Result<candle_core::Device> {
-    match spec {
-        "cpu" => Ok(candle_core::Device::Cpu),
-        s if s.starts_with("cuda") => {
-            let n = s
-                .strip_prefix("cuda:")
-                .unwrap_or("0")
-                .parse()
-                .context("cuda device index")?;
-            Ok(candle_core::Device::new_cuda(n)?)
-        }
-        s => bail!("unknown device {s:?} (expected cpu or cuda:N)"),
-    }
-}
-
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let dev = device(&args.device)?;
+    let dev = super::common::candle_device(&args.device)?;
     let classes = args.classes.as_deref().map(read_class_list).transpose()?;
     let train_ds = ImageFolder::open(&args.data, classes.as_deref(), Verify::Header)?;
     if train_ds.is_empty() {
