@@ -10,6 +10,9 @@ as our engine does, so both sides do the same arithmetic.
 
 Usage (local venv with torch and torchvision):
   python3 scripts/bench_pytorch.py --threads 2 --iters 30 [--json]
+  python3 scripts/bench_pytorch.py --device cuda --cuda-graph --iters 200 --warmup 20 --json
+
+On CUDA every timed pass ends with torch.cuda.synchronize(), as `hlfp bench --device cuda` does.
 """
 import argparse
 import json
@@ -97,15 +100,37 @@ class ResNet50(nn.Module):
         return self.fc(self.trunk(x).mean((2, 3)))
 
 
-def time_model(m, iters, warmup):
-    x = torch.randn(1, 3, 224, 224)
+def time_model(m, iters, warmup, device, graph=False):
+    m = m.to(device)
+    x = torch.randn(1, 3, 224, 224, device=device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     with torch.inference_mode():
+        run = m
+        if graph:
+            # Static input and output buffers; each pass copies in, replays, copies out.
+            static_x = x.clone()
+            s = torch.cuda.Stream()
+            s.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(s):
+                for _ in range(3):
+                    m(static_x)
+            torch.cuda.current_stream().wait_stream(s)
+            g = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(g):
+                static_y = m(static_x)
+
+            def run(inp):
+                static_x.copy_(inp)
+                g.replay()
+                return static_y.clone()
         for _ in range(warmup):
-            m(x)
+            run(x)
+        sync()
         ts = []
         for _ in range(iters):
             t = time.perf_counter()
-            m(x)
+            run(x)
+            sync()
             ts.append((time.perf_counter() - t) * 1e3)
     return statistics.median(ts)
 
@@ -116,7 +141,11 @@ def main():
     ap.add_argument("--iters", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    ap.add_argument("--cuda-graph", action="store_true",
+                    help="CUDA: also time each model replayed as one CUDA graph")
     a = ap.parse_args()
+    device = torch.device(a.device)
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     # A cutout of a k=100 model runs exactly the weights of its 5 branches, like k=5.
@@ -128,9 +157,15 @@ def main():
         ("hlfp-small cutout 1/10", Hlfp(1)),
         ("hlfp-small k=100 cutout 5", Hlfp(5)),
     ]
-    out = {"torch": torch.__version__, "threads": a.threads, "iters": a.iters, "median_ms": {}}
+    out = {"torch": torch.__version__, "device": str(device), "threads": a.threads,
+           "iters": a.iters, "median_ms": {}}
+    if device.type == "cuda":
+        out["gpu"] = torch.cuda.get_device_name(device)
     for name, m in cases:
-        out["median_ms"][name] = time_model(m.eval(), a.iters, a.warmup)
+        out["median_ms"][name] = time_model(m.eval(), a.iters, a.warmup, device)
+        if a.cuda_graph:
+            out.setdefault("graph_median_ms", {})[name] = time_model(
+                m.eval(), a.iters, a.warmup, device, graph=True)
         if not a.json:
             print(f"{name:28s} {out['median_ms'][name]:8.2f} ms")
     if a.json:

@@ -10,6 +10,7 @@ pub mod demo;
 pub mod engine;
 pub mod error;
 pub mod eval;
+pub mod gpu;
 pub mod guidance;
 pub mod model;
 pub mod pipeline;

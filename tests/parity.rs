@@ -85,15 +85,21 @@ fn check_training_path(name: &str) {
 }
 
 fn check_inference_path(name: &str) {
+    check_inference_path_on(name, &Device::Cpu);
+}
+
+/// The folded inference path on `dev`; logits are compared on the CPU.
+fn check_inference_path_on(name: &str, dev: &Device) {
     let f = fixture(name);
-    let dev = Device::Cpu;
-    let x = &f.io["input"];
+    let x = &f.io["input"].to_device(dev).unwrap();
+    let max_abs_diff =
+        |a: &Tensor, b: &Tensor| max_abs_diff(&a.to_device(&Device::Cpu).unwrap(), b);
     let ones = vec![1.0f32; f.cfg.num_classes()];
     let all = Selection::all(&f.cfg);
     let sel = cutout(&f);
 
     // Full load, BatchNorm folded.
-    let full_model = InferenceModel::load_file(&f.weights, &f.cfg, None, &dev).unwrap();
+    let full_model = InferenceModel::load_file(&f.weights, &f.cfg, None, dev).unwrap();
     let d = max_abs_diff(
         &full_model.forward(x, &all, &ones).unwrap(),
         &f.io["logits_full"],
@@ -120,7 +126,7 @@ fn check_inference_path(name: &str) {
     );
 
     // Load only the cutout's branches from the file.
-    let cut_model = InferenceModel::load_file(&f.weights, &f.cfg, Some(&sel), &dev).unwrap();
+    let cut_model = InferenceModel::load_file(&f.weights, &f.cfg, Some(&sel), dev).unwrap();
     let d = max_abs_diff(
         &cut_model.forward(x, &sel, &ones).unwrap(),
         &f.io["logits_cutout"],
@@ -147,4 +153,21 @@ fn hlfp_small_matches_pytorch_full_cutout_and_gain() {
 fn hlfp_nested_matches_pytorch_full_cutout_and_gain() {
     check_training_path("hlfp_nested_w8");
     check_inference_path("hlfp_nested_w8");
+}
+
+/// The same fixtures through candle's CUDA backend (own im2col + batched GEMM convs). Built only
+/// with `--features cuda`; skips, saying so, where no GPU is present (CI has none).
+#[cfg(feature = "cuda")]
+#[test]
+fn inference_path_matches_pytorch_on_cuda() {
+    let dev = match Device::new_cuda(0) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("SKIP inference_path_matches_pytorch_on_cuda: no CUDA device ({e})");
+            return;
+        }
+    };
+    for name in ["resnet50_w8", "hlfp_small_w8", "hlfp_nested_w8"] {
+        check_inference_path_on(name, &dev);
+    }
 }

@@ -1,5 +1,6 @@
-//! `hlfp bench`: batch-1 CPU latency of ResNet50 and HLFP-small cutouts (folded inference path),
-//! and `--memory`: peak RSS of loading a 1000-class HLFP-small cutout from a file.
+//! `hlfp bench`: batch-1 latency of ResNet50 and HLFP-small cutouts (folded inference path) on
+//! the CPU or, with `--device cuda`, on a GPU; and `--memory`: peak RSS of loading a 1000-class
+//! HLFP-small cutout from a file.
 
 use anyhow::Context;
 use candle_core::{Device, Tensor};
@@ -32,9 +33,18 @@ pub struct Args {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Inference path to time.
-    #[arg(long, value_enum, default_value = "engine")]
-    pub path: PathChoice,
+    /// Inference path to time (default: `engine` on the CPU, `candle` on CUDA).
+    #[arg(long, value_enum)]
+    pub path: Option<PathChoice>,
+    /// Where to run: `cpu` or `cuda[:N]` (needs the `cuda` feature). On CUDA every timed pass
+    /// ends with a device synchronisation, and each model's output is checked against the CPU.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// CUDA: keep candle's device defaults (CUDA event tracking, memory returned to the driver
+    /// at every synchronisation) and skip the CUDA-graph timings, to compare with the set-up
+    /// of `hlfp::gpu::cuda_device`.
+    #[arg(long)]
+    pub cuda_untuned: bool,
     /// PNG of latency against active branches.
     #[arg(long, default_value = "runs/bench/latency_vs_branches.png")]
     pub plot: PathBuf,
@@ -79,6 +89,14 @@ struct Row {
     min_ms: f64,
     gflops: f64,
     pytorch_ms: Option<f64>,
+    /// CUDA: median and p90 latency of the same forward replayed as one CUDA graph.
+    graph_median_ms: Option<f64>,
+    graph_p90_ms: Option<f64>,
+    /// CUDA: largest |logit difference| between the graph replay and the eager pass.
+    graph_max_abs_diff_vs_eager: Option<f64>,
+    /// Largest |logit difference| against the CPU engine on the same weights and input
+    /// (candle path only; on CUDA this is the GPU-vs-CPU check).
+    max_abs_diff_vs_cpu_engine: Option<f64>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -211,19 +229,44 @@ fn fit_line(points: &[(f64, f64)]) -> (f64, f64, f64) {
 
 fn latency(args: &Args) -> anyhow::Result<()> {
     anyhow::ensure!(args.iters > 0, "--iters must be at least 1");
-    let dev = Device::Cpu;
+    let dev = match args.device.as_str() {
+        "cpu" => Device::Cpu,
+        s => {
+            let n = s
+                .strip_prefix("cuda")
+                .map(|r| r.strip_prefix(':').unwrap_or(r))
+                .map(|r| {
+                    if r.is_empty() {
+                        Ok(0)
+                    } else {
+                        r.parse::<usize>()
+                    }
+                })
+                .with_context(|| format!("unknown device {s:?}; expected cpu or cuda[:N]"))?
+                .with_context(|| format!("bad device {s:?}; expected cpu or cuda[:N]"))?;
+            hlfp::gpu::cuda_device(n, !args.cuda_untuned)?
+        }
+    };
+    let on_gpu = !dev.is_cpu();
     let threads = args.threads.unwrap_or(2);
     let cases = cases(args.size);
-    let paths: Vec<PathChoice> = match args.path {
-        PathChoice::Both => vec![PathChoice::Engine, PathChoice::Candle],
-        p => vec![p],
+    let paths: Vec<PathChoice> = match (args.path, on_gpu) {
+        (None, false) => vec![PathChoice::Engine],
+        (None, true) | (Some(PathChoice::Candle), _) => vec![PathChoice::Candle],
+        (Some(_), true) => anyhow::bail!(
+            "--device {}: only --path candle runs on a GPU (the engine is CPU code)",
+            args.device
+        ),
+        (Some(PathChoice::Both), false) => vec![PathChoice::Engine, PathChoice::Candle],
+        (Some(p), false) => vec![p],
     };
     let pb = ProgressBar::new((paths.len() * cases.len() * (args.iters + args.warmup)) as u64);
     pb.set_style(ProgressStyle::with_template(
         "{msg:36} {bar:30} {pos}/{len} [{elapsed}]",
     )?);
-    let x = seeded_input(args.seed, args.size, &dev)?;
-    let img: Vec<f32> = x.flatten_all()?.to_vec1()?;
+    let x_cpu = seeded_input(args.seed, args.size, &Device::Cpu)?;
+    let img: Vec<f32> = x_cpu.flatten_all()?.to_vec1()?;
+    let x = x_cpu.to_device(&dev)?;
     let mut rows = Vec::new();
     // One model per config: cutouts of it are selections, not reloads.
     let mut loaded: Option<(usize, Variant, std::collections::HashMap<String, Tensor>)> = None;
@@ -232,11 +275,14 @@ fn latency(args: &Args) -> anyhow::Result<()> {
         if loaded.as_ref().map(|l| (l.0, l.1)) != Some(key) {
             drop(loaded.take()); // free the previous weights first
             pb.set_message(format!("weights for {}", case.name));
-            loaded = Some((
-                key.0,
-                key.1,
-                weights::random_tensors(&case.cfg, args.seed, &dev)?,
-            ));
+            // Generated on the CPU (the same values whatever the device), then moved.
+            let mut map = weights::random_tensors(&case.cfg, args.seed, &Device::Cpu)?;
+            if on_gpu {
+                for t in map.values_mut() {
+                    *t = t.to_device(&dev)?;
+                }
+            }
+            loaded = Some((key.0, key.1, map));
         }
         let map = &loaded.as_ref().context("weights")?.2;
         let sel = Selection::from_indices(&case.cfg, &case.active)?;
@@ -244,6 +290,9 @@ fn latency(args: &Args) -> anyhow::Result<()> {
         let macs = conv_linear_macs(&case.cfg, &sel)? as f64;
         for &path in &paths {
             pb.set_message(format!("{} ({:?})", case.name, path).to_lowercase());
+            let mut max_abs_diff_vs_cpu_engine = None;
+            let mut graph_ms: Option<Vec<f64>> = None;
+            let mut graph_diff = None;
             let ms = match path {
                 PathChoice::Engine => {
                     let m = EngineModel::load(&case.cfg, map, threads)?;
@@ -255,12 +304,25 @@ fn latency(args: &Args) -> anyhow::Result<()> {
                 }
                 _ => {
                     let m = InferenceModel::from_tensors(&case.cfg, map, None, &dev)?;
-                    time_it(args.iters, args.warmup, &pb, || {
+                    max_abs_diff_vs_cpu_engine = Some(diff_vs_cpu(&m, &x, case, &sel, &img, args)?);
+                    let ms = time_it(args.iters, args.warmup, &pb, || {
                         let y = m.forward(&x, &sel, &[])?;
-                        // CPU ops are synchronous; reading one value keeps the work honest.
-                        let _ = y.flatten_all()?.get(0)?.to_scalar::<f32>()?;
+                        if on_gpu {
+                            // Kernels run asynchronously: wait for them inside the timed region.
+                            dev.synchronize()?;
+                        } else {
+                            // CPU ops are synchronous; reading one value keeps the work honest.
+                            let _ = y.flatten_all()?.get(0)?.to_scalar::<f32>()?;
+                        }
+                        std::hint::black_box(y);
                         Ok(())
-                    })?
+                    })?;
+                    if on_gpu && !args.cuda_untuned {
+                        let (g, d) = graph_timings(&m, &x, &sel, args, &pb, &dev)?;
+                        graph_ms = Some(g);
+                        graph_diff = Some(d);
+                    }
+                    ms
                 }
             };
             let median = percentile(&ms, 0.5);
@@ -276,6 +338,10 @@ fn latency(args: &Args) -> anyhow::Result<()> {
                 min_ms: ms[0],
                 gflops: 2.0 * macs / (median / 1e3) / 1e9,
                 pytorch_ms: None,
+                graph_median_ms: graph_ms.as_ref().map(|g| percentile(g, 0.5)),
+                graph_p90_ms: graph_ms.as_ref().map(|g| percentile(g, 0.9)),
+                graph_max_abs_diff_vs_eager: graph_diff,
+                max_abs_diff_vs_cpu_engine,
             });
         }
     }
@@ -319,20 +385,44 @@ fn latency(args: &Args) -> anyhow::Result<()> {
         .and_then(|r| r.pytorch_ms);
     let k1_ratio = med("hlfp-small cutout 1/10") / full;
     let k100_ratio = med("hlfp-small k=100 cutout 5") / med("hlfp-small k=5 (5-class model)");
-    let goals = serde_json::json!([
+    let gmed = |name: &str| -> Option<f64> {
+        rows.iter()
+            .find(|r| r.name == name && r.path == main_path)
+            .and_then(|r| r.graph_median_ms)
+    };
+    let k1_vs_r50 = med("hlfp-small cutout 1/10") / med("resnet50");
+    let k1_vs_r50_graph = gmed("hlfp-small cutout 1/10")
+        .zip(gmed("resnet50"))
+        .map(|(a, b)| a / b);
+    let mut goals = serde_json::json!([
         {"goal": "HLFP-small full <= 1.0x PyTorch eager", "value": torch_full.map(|t| full / t),
          "met": torch_full.map(|t| full / t <= 1.0)},
         {"goal": "latency(k=1)/latency(k=10) <= 0.64", "value": k1_ratio, "met": k1_ratio <= 0.64},
         {"goal": "k=100 cutout 5 within 10% of a 5-class model", "value": k100_ratio,
          "met": (k100_ratio - 1.0).abs() <= 0.10},
     ]);
+    if on_gpu {
+        let list = goals.as_array_mut().context("goals")?;
+        list.push(
+            serde_json::json!({"goal": "GPU: cutout k=1 <= 0.66x ResNet50 (eager)",
+            "value": k1_vs_r50, "met": k1_vs_r50 <= 0.66}),
+        );
+        list.push(
+            serde_json::json!({"goal": "GPU: cutout k=1 <= 0.66x ResNet50 (CUDA graph)",
+            "value": k1_vs_r50_graph, "met": k1_vs_r50_graph.map(|v| v <= 0.66)}),
+        );
+    }
     let ratios = serde_json::json!({
         "k5_vs_full_latency": med("hlfp-small cutout 5/10") / full,
         "k2_vs_full_latency": med("hlfp-small cutout 2/10") / full,
         "k1_vs_full_latency": k1_ratio,
         "k1_vs_full_macs": gm("hlfp-small cutout 1/10") / gm("hlfp-small k=10"),
         "full_vs_resnet50_latency": full / med("resnet50"),
-        "k1_vs_resnet50_latency": med("hlfp-small cutout 1/10") / med("resnet50"),
+        "k1_vs_resnet50_latency": k1_vs_r50,
+        "k1_vs_resnet50_graph_latency": k1_vs_r50_graph,
+        "k1_vs_full_graph_latency": gmed("hlfp-small cutout 1/10")
+            .zip(gmed("hlfp-small k=10"))
+            .map(|(a, b)| a / b),
         "k100_cutout5_vs_5class_latency": k100_ratio,
     });
     if !args.no_plot {
@@ -341,7 +431,7 @@ fn latency(args: &Args) -> anyhow::Result<()> {
     }
     if args.json {
         let out = serde_json::json!({
-            "device": "cpu", "threads": threads, "batch": 1, "input_size": args.size,
+            "device": device_name(&dev), "threads": threads, "batch": 1, "input_size": args.size,
             "iters": args.iters, "warmup": args.warmup, "seed": args.seed,
             "rows": rows, "ratios": ratios, "goals": goals,
             "latency_vs_active": {"path": main_path, "slope_ms_per_branch": slope,
@@ -350,8 +440,13 @@ fn latency(args: &Args) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
+    let on = if on_gpu {
+        format!("{}, synchronised after each pass", device_name(&dev))
+    } else {
+        format!("CPU, {threads} threads")
+    };
     println!(
-        "batch 1, {0}x{0}, CPU, {threads} threads, median of {1} after {2} warm-up, seed {3}",
+        "batch 1, {0}x{0}, {on}, median of {1} after {2} warm-up, seed {3}",
         args.size, args.iters, args.warmup, args.seed
     );
     println!(
@@ -386,6 +481,38 @@ fn latency(args: &Args) -> anyhow::Result<()> {
             row.median_ms / same("resnet50"),
             row.pytorch_ms.map_or("-".into(), |t| format!("{t:.2} ms"))
         );
+    }
+    if rows.iter().any(|r| r.graph_median_ms.is_some()) {
+        println!("as one CUDA graph (input copy, one launch, output copy, synchronisation):");
+        for row in &rows {
+            let g = |name: &str| {
+                rows.iter()
+                    .find(|r| r.name == name && r.path == row.path)
+                    .and_then(|r| r.graph_median_ms)
+                    .unwrap_or(f64::NAN)
+            };
+            if let Some(t) = row.graph_median_ms {
+                println!(
+                    "{:<31} {:>7} {:>6} median {:>7.3} ms  p90 {:>7.3} ms  vs eager {:>6.3}  vs full {:>6.3}  vs R50 {:>6.3}",
+                    row.name,
+                    row.path,
+                    row.active,
+                    t,
+                    row.graph_p90_ms.unwrap_or(f64::NAN),
+                    t / row.median_ms,
+                    t / g("hlfp-small k=10"),
+                    t / g("resnet50")
+                );
+            }
+        }
+    }
+    if paths.contains(&PathChoice::Candle) {
+        let worst = rows
+            .iter()
+            .filter_map(|r| r.max_abs_diff_vs_cpu_engine)
+            .fold(0.0f64, f64::max);
+        let what = if on_gpu { "CUDA" } else { "candle path" };
+        println!("largest |logit difference|, {what} vs CPU engine, over all models: {worst:.2e}");
     }
     if paths.len() == 2 {
         let e = |n: &str| med(n);
@@ -493,6 +620,84 @@ fn write_plot(
         .with_context(|| format!("writing {}", png.display()))?;
     eprintln!("wrote {}", png.display());
     Ok(())
+}
+
+/// CUDA-graph latencies of `m` on `x` (each pass: input copy, one graph launch, output copy,
+/// synchronisation), and the largest |difference| between the graph's and the eager logits.
+#[cfg(feature = "cuda")]
+fn graph_timings(
+    m: &InferenceModel,
+    x: &Tensor,
+    sel: &Selection,
+    args: &Args,
+    pb: &ProgressBar,
+    dev: &Device,
+) -> anyhow::Result<(Vec<f64>, f64)> {
+    let eager = m.forward(x, sel, &[])?;
+    let graph = hlfp::gpu::GraphForward::capture(x, |t| m.forward(t, sel, &[]))?;
+    let replay = graph.run(x)?;
+    let d = (replay - eager)?
+        .abs()?
+        .flatten_all()?
+        .max(0)?
+        .to_scalar::<f32>()? as f64;
+    let ms = time_it(args.iters, args.warmup, pb, || {
+        let y = graph.run(x)?;
+        dev.synchronize()?;
+        std::hint::black_box(y);
+        Ok(())
+    })?;
+    Ok((ms, d))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn graph_timings(
+    _: &InferenceModel,
+    _: &Tensor,
+    _: &Selection,
+    _: &Args,
+    _: &ProgressBar,
+    _: &Device,
+) -> anyhow::Result<(Vec<f64>, f64)> {
+    anyhow::bail!("CUDA graphs need the cuda feature")
+}
+
+/// The device as the report names it.
+fn device_name(dev: &Device) -> String {
+    match dev.location() {
+        candle_core::DeviceLocation::Cpu => "cpu".into(),
+        candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}
+
+/// Run `m` (the candle path, on any device) once and the CPU engine on the same weights and input; the largest
+/// absolute difference of their logits.
+fn diff_vs_cpu(
+    m: &InferenceModel,
+    x: &Tensor,
+    case: &Case,
+    sel: &Selection,
+    img: &[f32],
+    args: &Args,
+) -> anyhow::Result<f64> {
+    let gpu: Vec<f32> = m.forward(x, sel, &[])?.flatten_all()?.to_vec1()?;
+    let map = weights::random_tensors(&case.cfg, args.seed, &Device::Cpu)?;
+    let cpu_model = EngineModel::load(&case.cfg, &map, args.threads.unwrap_or(2))?;
+    let gains = vec![1.0f32; case.cfg.num_classes()];
+    let cpu = cpu_model.forward_image(img, &case.active, &gains)?;
+    anyhow::ensure!(
+        cpu.len() == gpu.len(),
+        "{}: {} logits on the GPU, {} on the CPU",
+        case.name,
+        gpu.len(),
+        cpu.len()
+    );
+    Ok(cpu
+        .iter()
+        .zip(&gpu)
+        .map(|(a, b)| (a - b).abs() as f64)
+        .fold(0.0, f64::max))
 }
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {

@@ -98,7 +98,7 @@ pub fn candle_device(spec: &str) -> anyhow::Result<candle_core::Device> {
                 .unwrap_or("0")
                 .parse()
                 .with_context(|| format!("bad device {s:?}; expected cpu or cuda:N"))?;
-            Ok(candle_core::Device::new_cuda(n)?)
+            Ok(hlfp::gpu::cuda_device(n, true)?)
         }
         s => anyhow::bail!("unknown device {s:?}; expected cpu or cuda:N"),
     }

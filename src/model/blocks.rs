@@ -179,9 +179,38 @@ impl FoldedConv {
     }
 }
 
+/// Whether kxk inference convs on CUDA use [`super::cuda_conv`] (one im2col and one GEMM per
+/// layer for all groups) rather than candle's `conv2d` (one per group). `HLFP_CUDA_CONV=candle`
+/// picks candle's, to compare the two in one build.
+#[cfg(feature = "cuda")]
+fn own_cuda_conv() -> bool {
+    static OWN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OWN.get_or_init(|| std::env::var("HLFP_CUDA_CONV").map_or(true, |v| v != "candle"))
+}
+
+/// The inference convolution: [`conv`], except square kxk f32 convs on CUDA.
+fn conv_inference(
+    x: &Tensor,
+    w: &Tensor,
+    pad: usize,
+    stride: usize,
+    groups: usize,
+) -> candle_core::Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    {
+        let (_, _, kh, kw) = w.dims4()?;
+        if x.device().is_cuda() && x.dtype() == DType::F32 && kh == kw && kh > 1 && own_cuda_conv()
+        {
+            return super::cuda_conv::conv_cuda(x, w, pad, stride, groups);
+        }
+    }
+    conv(x, w, pad, stride, groups)
+}
+
 impl ConvLayer for FoldedConv {
     fn run(&self, x: &Tensor, _train: bool) -> candle_core::Result<Tensor> {
-        conv(x, &self.weight, self.pad, self.stride, self.groups)?.broadcast_add(&self.bias)
+        conv_inference(x, &self.weight, self.pad, self.stride, self.groups)?
+            .broadcast_add(&self.bias)
     }
 
     fn select_units(&self, units: &[usize], n: usize) -> candle_core::Result<Self> {

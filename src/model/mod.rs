@@ -3,6 +3,8 @@
 pub mod blocks;
 pub mod config;
 pub mod cost;
+#[cfg(feature = "cuda")]
+pub mod cuda_conv;
 pub mod im2col;
 pub mod infer;
 pub mod net;

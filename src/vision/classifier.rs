@@ -67,10 +67,14 @@ impl VisionClassifier {
         cfg.architecture()?;
         let cuda = match device {
             DeviceChoice::Cpu => None,
-            DeviceChoice::Cuda(n) => Some(Device::new_cuda(n).ctx(format!(
-                "opening cuda:{n} (is the binary built with --features cuda?)"
-            ))?),
-            DeviceChoice::Auto => Device::cuda_if_available(0).ok().filter(|d| d.is_cuda()),
+            DeviceChoice::Cuda(n) => Some(crate::gpu::cuda_device(n, true)?),
+            DeviceChoice::Auto => {
+                if candle_core::utils::cuda_is_available() {
+                    crate::gpu::cuda_device(0, true).ok()
+                } else {
+                    None
+                }
+            }
         };
         let (backend, device_name) = match cuda {
             Some(dev) => (

@@ -1,0 +1,119 @@
+//! Inference convolutions on CUDA as one im2col kernel and one batched GEMM, whatever the
+//! number of groups.
+//!
+//! candle's `conv2d` runs a grouped convolution as one convolution per group followed by a
+//! concatenation, so an HLFP branch layer over `k` active branches costs about `3k` kernel
+//! launches. Here the input `[B, G*Cg, H, W]` is viewed as `[B*G, Cg, H, W]` (the same memory),
+//! candle's own `im2col` kernel turns it into `[B*G, Ho*Wo, Cg*k*k]` in one launch, and one
+//! strided-batched GEMM multiplies every group by its weights: two launches per layer for any
+//! number of active branches. Forward only: training keeps [`super::blocks::conv`].
+
+use candle_core::backend::BackendStorage;
+use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::kernels;
+use candle_core::{CpuStorage, CudaStorage, CustomOp1, Layout, Shape, Tensor};
+
+/// `[N, C, H, W] -> [N, Ho*Wo, C*k*k]` (columns ordered channel, ky, kx like a flattened
+/// `[cout, cin, k, k]` weight), on CUDA with candle's `im2col_f32` kernel.
+#[derive(Debug, Clone, Copy)]
+struct Im2ColRows {
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+}
+
+impl Im2ColRows {
+    fn out_hw(&self, h: usize, w: usize) -> candle_core::Result<(usize, usize)> {
+        if self.stride == 0 || h + 2 * self.pad < self.kernel || w + 2 * self.pad < self.kernel {
+            candle_core::bail!(
+                "im2col: {h}x{w} input too small for kernel {} pad {} (or stride 0)",
+                self.kernel,
+                self.pad
+            );
+        }
+        Ok((
+            (h + 2 * self.pad - self.kernel) / self.stride + 1,
+            (w + 2 * self.pad - self.kernel) / self.stride + 1,
+        ))
+    }
+}
+
+impl CustomOp1 for Im2ColRows {
+    fn name(&self) -> &'static str {
+        "im2col-rows-cuda"
+    }
+
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        candle_core::bail!("im2col-rows-cuda runs on CUDA only (the CPU uses model::im2col)")
+    }
+
+    fn cuda_fwd(&self, s: &CudaStorage, l: &Layout) -> candle_core::Result<(CudaStorage, Shape)> {
+        let (n, c, h, w) = l.shape().dims4()?;
+        let (ho, wo) = self.out_hw(h, w)?;
+        let dev = s.device().clone();
+        let src = s.as_cuda_slice::<f32>()?;
+        let src = src.slice(l.start_offset()..);
+        let numel = n * ho * wo * c * self.kernel * self.kernel;
+        let info = dev.clone_htod(&[l.dims(), l.stride()].concat())?;
+        let func = dev.get_or_load_func("im2col_f32", &kernels::CONV)?;
+        // SAFETY: every element is written by the kernel below.
+        let dst = unsafe { dev.alloc::<f32>(numel)? };
+        let (dilation, k) = (1usize, self.kernel);
+        let mut b = func.builder();
+        b.arg(&numel);
+        b.arg(&ho);
+        b.arg(&wo);
+        b.arg(&k);
+        b.arg(&k);
+        b.arg(&self.stride);
+        b.arg(&self.pad);
+        b.arg(&dilation);
+        b.arg(&info);
+        b.arg(&src);
+        b.arg(&dst);
+        // SAFETY: the argument list matches candle-kernels' IM2COL_OP signature.
+        unsafe { b.launch(LaunchConfig::for_num_elems(numel as u32)) }
+            .map_err(|e| candle_core::Error::Msg(format!("im2col launch: {e}")))?;
+        let out = CudaStorage::wrap_cuda_slice(dst, dev);
+        Ok((out, Shape::from((n, ho * wo, c * k * k))))
+    }
+}
+
+/// A (possibly grouped) square-kernel convolution of `x [B, Cin, H, W]` (f32, on CUDA) with
+/// `w [Cout, Cin/groups, k, k]`: one im2col launch and one batched GEMM.
+pub fn conv_cuda(
+    x: &Tensor,
+    w: &Tensor,
+    pad: usize,
+    stride: usize,
+    groups: usize,
+) -> candle_core::Result<Tensor> {
+    let (cout, cin_g, kh, kw) = w.dims4()?;
+    let (b, cin, h, wd) = x.dims4()?;
+    if kh != kw || groups == 0 || cin != cin_g * groups || cout % groups != 0 {
+        candle_core::bail!(
+            "conv: input has {cin} channels, weight {:?} with {groups} groups",
+            w.dims()
+        );
+    }
+    let op = Im2ColRows {
+        kernel: kh,
+        stride,
+        pad,
+    };
+    let (ho, wo) = op.out_hw(h, wd)?;
+    // The same memory seen as B*G images of Cg channels: one launch covers every group.
+    let xs = x.contiguous()?.reshape((b * groups, cin_g, h, wd))?;
+    let cols = xs.apply_op1_no_bwd(&op)?; // [B*G, P, K]
+    let k = cin_g * kh * kw;
+    let p = ho * wo;
+    let cols_t = cols.reshape((b, groups, p, k))?.transpose(2, 3)?; // [B, G, K, P], a view
+    let ws = w.reshape((1, groups, cout / groups, k))?;
+    let ws = if b == 1 {
+        ws
+    } else {
+        ws.broadcast_as((b, groups, cout / groups, k))?
+            .contiguous()?
+    };
+    ws.matmul(&cols_t)?.reshape((b, cout, ho, wo))
+}
