@@ -142,10 +142,15 @@ def main():
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    ap.add_argument("--no-tf32", action="store_true",
+                    help="CUDA: plain fp32 convolutions (PyTorch's default lets cuDNN use TF32)")
     ap.add_argument("--cuda-graph", action="store_true",
                     help="CUDA: also time each model replayed as one CUDA graph")
     a = ap.parse_args()
     device = torch.device(a.device)
+    if a.no_tf32:
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     # A cutout of a k=100 model runs exactly the weights of its 5 branches, like k=5.
@@ -158,6 +163,7 @@ def main():
         ("hlfp-small k=100 cutout 5", Hlfp(5)),
     ]
     out = {"torch": torch.__version__, "device": str(device), "threads": a.threads,
+           "tf32_convs": torch.backends.cudnn.allow_tf32 and device.type == "cuda",
            "iters": a.iters, "median_ms": {}}
     if device.type == "cuda":
         out["gpu"] = torch.cuda.get_device_name(device)

@@ -7,8 +7,8 @@
 # `parity` and `cuda` (from `cargo test --release --features cuda --no-run`).
 # Writes to OUT_DIR: gpu.txt (nvidia-smi), tests.txt, bench_own.json (our CUDA convs, eager and
 # CUDA graph), bench_candle_conv.json (candle's conv2d, HLFP_CUDA_CONV=candle),
-# bench_untuned.json (candle's device defaults), torch_cuda.json (PyTorch eager and CUDA graph,
-# same architectures, scripts/bench_pytorch.py), bench_own_2.json (a second sitting) and
+# bench_unfused.json (HLFP_CUDA_EPILOGUE=unfused), bench_untuned.json (candle's device defaults), torch_cuda.json and torch_cuda_fp32.json (PyTorch
+# eager and CUDA graph, TF32 convs as PyTorch defaults and off; scripts/bench_pytorch.py), bench_own_2.json (a second sitting) and
 # latency_vs_branches_cuda.png.
 set -uo pipefail
 bin=${1:?BIN_DIR}; out=${2:?OUT_DIR}
@@ -28,11 +28,16 @@ bench --plot "$out/latency_vs_branches_cuda.png" >"$out/bench_own.json"
 echo "bench (own convs, tuned device, + CUDA graphs): rc $?"
 HLFP_CUDA_CONV=candle bench --no-plot >"$out/bench_candle_conv.json"
 echo "bench (candle conv2d, tuned device, + CUDA graphs): rc $?"
+HLFP_CUDA_EPILOGUE=unfused bench --no-plot >"$out/bench_unfused.json"
+echo "bench (bias, residual, ReLU as candle ops): rc $?"
 bench --no-plot --cuda-untuned >"$out/bench_untuned.json"
 echo "bench (own convs, candle's device defaults): rc $?"
 PYTHONUNBUFFERED=1 python3 scripts/bench_pytorch.py --device cuda --cuda-graph --iters "$iters" \
     --warmup "$warm" --json >"$out/torch_cuda.json"
 echo "pytorch: rc $?"
+PYTHONUNBUFFERED=1 python3 scripts/bench_pytorch.py --device cuda --cuda-graph --no-tf32 \
+    --iters "$iters" --warmup "$warm" --json >"$out/torch_cuda_fp32.json"
+echo "pytorch (TF32 off): rc $?"
 # A second sitting of ours, so run-to-run spread is visible next to the differences.
 bench --no-plot >"$out/bench_own_2.json"
 echo "bench (own convs, again): rc $?"

@@ -72,6 +72,12 @@ pub struct GraphForward {
     output: Tensor,
 }
 
+// SAFETY: the graph and its executable are driver handles, valid from any thread once the
+// context is bound, which cudarc does before every launch. `GraphForward` is not `Sync`, so one
+// thread at a time uses it (a classifier behind `&mut`).
+#[cfg(feature = "cuda")]
+unsafe impl Send for GraphForward {}
+
 #[cfg(feature = "cuda")]
 impl std::fmt::Debug for GraphForward {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

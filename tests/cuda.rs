@@ -130,3 +130,95 @@ fn graph_capture_needs_a_tuned_device() {
     let r = hlfp::gpu::GraphForward::capture(&x, |t| Ok(t.clone()));
     assert!(r.is_err());
 }
+
+/// The shipped vision model on CUDA: each (active set, gains) pair becomes one cached CUDA
+/// graph, later frames replay it, and the logits match the CPU engine's.
+#[test]
+fn classifier_on_cuda_replays_graphs_and_matches_the_cpu_engine() {
+    use hlfp::vision::classifier::{DeviceChoice, VisionClassifier};
+    let Some(_) = gpu() else { return };
+    let weights =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/hlfp_small.safetensors");
+    let mut cpu = VisionClassifier::load_bundle(&weights, DeviceChoice::Cpu, 2).unwrap();
+    let mut gpu_clf = VisionClassifier::load_bundle(&weights, DeviceChoice::Cuda(0), 2).unwrap();
+    let k = cpu.config().num_classes();
+    let (w, h) = (120usize, 90usize);
+    let frame = |salt: usize| -> Vec<u8> {
+        (0..w * h * 3)
+            .map(|i| ((i * 37 + salt * 101) % 251) as u8)
+            .collect()
+    };
+    let mut boosted = vec![1.0f32; k];
+    boosted[3] = 2.0;
+    let cases: Vec<(Vec<usize>, Vec<f32>)> = vec![
+        ((0..k).collect(), vec![1.0; k]),
+        (vec![1, 3, 5], vec![1.0; k]),
+        (vec![1, 3, 5], boosted.clone()),
+        (vec![3], boosted),
+    ];
+    for (i, (active, gains)) in cases.iter().enumerate() {
+        for salt in 0..3 {
+            let rgb = frame(salt);
+            let want = cpu.logits_rgb8(&rgb, w, h, active, gains).unwrap();
+            let got = gpu_clf.logits_rgb8(&rgb, w, h, active, gains).unwrap();
+            assert_eq!(got.len(), want.len());
+            for (a, b) in got.iter().zip(&want) {
+                assert!(
+                    (a - b).abs() < 1e-3,
+                    "case {i}: cuda {got:?} vs cpu {want:?}"
+                );
+            }
+        }
+        assert_eq!(
+            gpu_clf.cached_graphs(),
+            i + 1,
+            "one graph per (active, gains)"
+        );
+    }
+    // Bad gains are the eager path's clear error, and graphs keep working afterwards.
+    assert!(gpu_clf
+        .logits_rgb8(&frame(0), w, h, &[1, 3], &vec![f32::NAN; k])
+        .is_err());
+    assert!(gpu_clf
+        .logits_rgb8(&frame(0), w, h, &[1, 3], &vec![1.0; k])
+        .is_ok());
+    assert_eq!(gpu_clf.cached_graphs(), 5);
+}
+
+/// The fused bias + residual + ReLU kernel equals candle's three ops.
+#[test]
+fn fused_epilogue_equals_bias_add_residual_relu() {
+    use hlfp::model::cuda_conv::bias_residual_act;
+    let Some(dev) = gpu() else { return };
+    for (b, c, side) in [(1, 8, 5), (2, 3, 7), (1, 64, 14)] {
+        let y = tensor(&[b, c, side, side], 1);
+        let bias = tensor(&[1, c, 1, 1], 2);
+        let res = tensor(&[b, c, side, side], 3);
+        let on = |t: &Tensor| t.to_device(&dev).unwrap();
+        for relu in [false, true] {
+            for with_res in [false, true] {
+                let mut want = y.broadcast_add(&bias).unwrap();
+                if with_res {
+                    want = (want + &res).unwrap();
+                }
+                if relu {
+                    want = want.relu().unwrap();
+                }
+                let r = on(&res);
+                let got = bias_residual_act(on(&y), &on(&bias), with_res.then_some(&r), relu)
+                    .unwrap()
+                    .to_device(&Device::Cpu)
+                    .unwrap();
+                let d = max_abs(&got, &want);
+                assert!(
+                    d < 1e-6,
+                    "{b}x{c}x{side} relu {relu} residual {with_res}: {d}"
+                );
+            }
+        }
+    }
+    // A bias of the wrong length is an error, not a wild read.
+    let y = tensor(&[1, 4, 3, 3], 0).to_device(&dev).unwrap();
+    let bias = tensor(&[1, 3, 1, 1], 0).to_device(&dev).unwrap();
+    assert!(bias_residual_act(y, &bias, None, true).is_err());
+}

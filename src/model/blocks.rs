@@ -14,6 +14,24 @@ pub trait ConvLayer: Sized + Send + Sync {
     /// Keep only the output-row groups `units` of a tensor stacked over `n` groups. Grouped
     /// layers then run with `groups = units.len()`.
     fn select_units(&self, units: &[usize], n: usize) -> candle_core::Result<Self>;
+    /// `relu?(run(x) + residual?)`: the layer with an optional residual add and ReLU. Layers
+    /// that can fuse these into fewer passes over memory override it.
+    fn run_act(
+        &self,
+        x: &Tensor,
+        train: bool,
+        residual: Option<&Tensor>,
+        relu: bool,
+    ) -> candle_core::Result<Tensor> {
+        let mut y = self.run(x, train)?;
+        if let Some(r) = residual {
+            y = (y + r)?;
+        }
+        if relu {
+            y = y.relu()?;
+        }
+        Ok(y)
+    }
 }
 
 /// Row indices `u*r..(u+1)*r` for every unit `u`, as a u32 tensor for `index_select`.
@@ -179,6 +197,15 @@ impl FoldedConv {
     }
 }
 
+/// Whether CUDA inference convs end with [`super::cuda_conv::bias_residual_act`] (bias,
+/// residual and ReLU in one kernel) rather than three candle ops. `HLFP_CUDA_EPILOGUE=unfused`
+/// picks candle's ops, to compare the two in one build.
+#[cfg(feature = "cuda")]
+fn fused_cuda_epilogue() -> bool {
+    static FUSED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *FUSED.get_or_init(|| std::env::var("HLFP_CUDA_EPILOGUE").map_or(true, |v| v != "unfused"))
+}
+
 /// Whether kxk inference convs on CUDA use [`super::cuda_conv`] (one im2col and one GEMM per
 /// layer for all groups) rather than candle's `conv2d` (one per group). `HLFP_CUDA_CONV=candle`
 /// picks candle's, to compare the two in one build.
@@ -213,6 +240,28 @@ impl ConvLayer for FoldedConv {
             .broadcast_add(&self.bias)
     }
 
+    fn run_act(
+        &self,
+        x: &Tensor,
+        train: bool,
+        residual: Option<&Tensor>,
+        relu: bool,
+    ) -> candle_core::Result<Tensor> {
+        #[cfg(feature = "cuda")]
+        if x.device().is_cuda() && x.dtype() == DType::F32 && fused_cuda_epilogue() {
+            let y = conv_inference(x, &self.weight, self.pad, self.stride, self.groups)?;
+            return super::cuda_conv::bias_residual_act(y, &self.bias, residual, relu);
+        }
+        let mut y = self.run(x, train)?;
+        if let Some(r) = residual {
+            y = (y + r)?;
+        }
+        if relu {
+            y = y.relu()?;
+        }
+        Ok(y)
+    }
+
     fn select_units(&self, units: &[usize], n: usize) -> candle_core::Result<Self> {
         let r = self.weight.dim(0)? / n.max(1);
         let rows = unit_rows(units, r, self.weight.device())?;
@@ -239,19 +288,17 @@ pub struct Block<L> {
 impl<L: ConvLayer> Block<L> {
     /// Run the block.
     pub fn forward(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
-        let mut h = x.clone();
-        let last = self.convs.len().saturating_sub(1);
-        for (i, c) in self.convs.iter().enumerate() {
-            h = c.run(&h, train)?;
-            if i < last {
-                h = h.relu()?;
-            }
-        }
         let shortcut = match &self.downsample {
             Some(d) => d.run(x, train)?,
             None => x.clone(),
         };
-        (h + shortcut)?.relu()
+        let mut h = x.clone();
+        let last = self.convs.len().saturating_sub(1);
+        for (i, c) in self.convs.iter().enumerate() {
+            // The last conv adds the shortcut; every conv ends with ReLU.
+            h = c.run_act(&h, train, (i == last).then_some(&shortcut), true)?;
+        }
+        Ok(h)
     }
 
     /// The block cut down to the row groups `units` of `n`.
@@ -279,8 +326,7 @@ pub fn stem_forward<L: ConvLayer>(
 ) -> candle_core::Result<Tensor> {
     // After ReLU every value is >= 0, so zero padding gives the same max as PyTorch's -inf padding.
     let h = stem
-        .run(x, train)?
-        .relu()?
+        .run_act(x, train, None, true)?
         .pad_with_zeros(2, 1, 1)?
         .pad_with_zeros(3, 1, 1)?;
     if train {

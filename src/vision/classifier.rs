@@ -1,6 +1,11 @@
 //! A vision model behind the runtime's [`FrameClassifier`]: preprocessing, the backend (the GEMM
 //! engine on CPU, candle's folded model on CUDA), softmax over the active branches, and the
 //! MACs each active set costs.
+//!
+//! On CUDA each (active set, gains) pair is captured once as a CUDA graph
+//! ([`crate::gpu::GraphForward`]) and replayed for every later frame with one launch; cues
+//! change the pair rarely, frames arrive many times a second. At most [`MAX_GRAPHS`] graphs
+//! are kept. If a capture fails the classifier says so once and runs eagerly from then on.
 
 use crate::engine::EngineModel;
 use crate::error::CandleContext;
@@ -46,6 +51,19 @@ enum Backend {
     Candle(InferenceModel, Device),
 }
 
+/// CUDA graphs kept per classifier (one per recent (active set, gains) pair).
+pub const MAX_GRAPHS: usize = 16;
+
+/// The captured graphs of a CUDA classifier, by (active set, gain bit patterns).
+#[derive(Default)]
+struct Graphs {
+    #[cfg(feature = "cuda")]
+    by_key: HashMap<(Vec<usize>, Vec<u32>), crate::gpu::GraphForward>,
+    /// Set after a capture failed: run eagerly from then on.
+    #[cfg(feature = "cuda")]
+    disabled: bool,
+}
+
 /// A loaded vision model ready to classify RGB8 frames.
 pub struct VisionClassifier {
     cfg: ModelConfig,
@@ -54,6 +72,7 @@ pub struct VisionClassifier {
     input: Vec<f32>,
     macs: HashMap<Vec<usize>, u64>,
     device_name: String,
+    graphs: Graphs,
 }
 
 impl VisionClassifier {
@@ -96,6 +115,7 @@ impl VisionClassifier {
             input: Vec::new(),
             macs: HashMap::new(),
             device_name,
+            graphs: Graphs::default(),
         })
     }
 
@@ -142,13 +162,79 @@ impl VisionClassifier {
             Backend::Candle(m, dev) => {
                 let x = Tensor::from_slice(&self.input, (1, 3, s, s), dev).ctx("input tensor")?;
                 let sel = Selection::from_indices(&self.cfg, active)?;
-                m.forward(&x, &sel, gains)?
-                    .flatten_all()
+                let y = match graph_forward(&mut self.graphs, m, &x, &sel, active, gains)? {
+                    Some(y) => y,
+                    None => m.forward(&x, &sel, gains)?,
+                };
+                y.flatten_all()
                     .and_then(|t| t.to_vec1::<f32>())
                     .ctx("reading logits")
             }
         }
     }
+
+    /// CUDA graphs captured so far (0 on the CPU, or where capture failed).
+    pub fn cached_graphs(&self) -> usize {
+        #[cfg(feature = "cuda")]
+        return self.graphs.by_key.len();
+        #[cfg(not(feature = "cuda"))]
+        0
+    }
+}
+
+/// The logits through the CUDA graph of `(active, gains)`, capturing it first if needed; `None`
+/// where graphs do not apply (CPU tensors, a device not set up by [`crate::gpu::cuda_device`],
+/// a build without CUDA, or after a failed capture).
+#[cfg(feature = "cuda")]
+fn graph_forward(
+    graphs: &mut Graphs,
+    m: &InferenceModel,
+    x: &Tensor,
+    sel: &Selection,
+    active: &[usize],
+    gains: &[f32],
+) -> Result<Option<Tensor>> {
+    let tuned = x
+        .device()
+        .as_cuda_device()
+        .is_ok_and(|d| !d.is_event_tracking());
+    if graphs.disabled || !tuned {
+        return Ok(None);
+    }
+    let key = (active.to_vec(), gains.iter().map(|g| g.to_bits()).collect());
+    if !graphs.by_key.contains_key(&key) {
+        if graphs.by_key.len() >= MAX_GRAPHS {
+            graphs.by_key.clear();
+        }
+        match crate::gpu::GraphForward::capture(x, |t| m.forward(t, sel, gains)) {
+            Ok(g) => {
+                graphs.by_key.insert(key.clone(), g);
+            }
+            Err(e) => {
+                // Bad input fails the eager pass too: report that, keep graphs for good input.
+                let eager = m.forward(x, sel, gains)?;
+                tracing::warn!("CUDA graph capture failed, running eagerly from now on: {e}");
+                graphs.disabled = true;
+                return Ok(Some(eager));
+            }
+        }
+    }
+    match graphs.by_key.get(&key) {
+        Some(g) => g.run(x).map(Some),
+        None => Ok(None),
+    }
+}
+
+#[cfg(not(feature = "cuda"))]
+fn graph_forward(
+    _: &mut Graphs,
+    _: &InferenceModel,
+    _: &Tensor,
+    _: &Selection,
+    _: &[usize],
+    _: &[f32],
+) -> Result<Option<Tensor>> {
+    Ok(None)
 }
 
 /// Softmax over the active set (paper eq. 2), numerically stable.
