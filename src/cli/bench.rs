@@ -182,25 +182,31 @@ pub enum PathChoice {
     Both,
 }
 
-fn time_it(
-    iters: usize,
-    warmup: usize,
-    pb: &ProgressBar,
-    mut f: impl FnMut() -> anyhow::Result<()>,
-) -> anyhow::Result<Vec<f64>> {
-    for _ in 0..warmup {
-        f()?;
-        pb.inc(1);
-    }
-    let mut ms = Vec::with_capacity(iters);
-    for _ in 0..iters {
-        let t0 = Instant::now();
-        f()?;
-        ms.push(t0.elapsed().as_secs_f64() * 1e3);
-        pb.inc(1);
-    }
-    ms.sort_by(f64::total_cmp);
-    Ok(ms)
+/// A loaded model of one path.
+enum Runner {
+    Engine(EngineModel),
+    Candle(InferenceModel),
+}
+
+#[cfg(feature = "cuda")]
+type Graph = hlfp::gpu::GraphForward;
+/// No CUDA graphs without the `cuda` feature.
+#[cfg(not(feature = "cuda"))]
+type Graph = std::convert::Infallible;
+
+/// One timed (case, path): its model, selection and samples.
+struct Job {
+    case: usize,
+    path: PathChoice,
+    model: usize,
+    sel: Selection,
+    gains: Vec<f32>,
+    macs: f64,
+    diff: Option<f64>,
+    graph: Option<Graph>,
+    graph_diff: Option<f64>,
+    ms: Vec<f64>,
+    graph_ms: Vec<f64>,
 }
 
 /// Least-squares line y = slope * x + intercept, with R^2.
@@ -267,83 +273,131 @@ fn latency(args: &Args) -> anyhow::Result<()> {
     let x_cpu = seeded_input(args.seed, args.size, &Device::Cpu)?;
     let img: Vec<f32> = x_cpu.flatten_all()?.to_vec1()?;
     let x = x_cpu.to_device(&dev)?;
-    let mut rows = Vec::new();
-    // One model per config: cutouts of it are selections, not reloads.
-    let mut loaded: Option<(usize, Variant, std::collections::HashMap<String, Tensor>)> = None;
-    for case in &cases {
+
+    // Load every model once (cutouts of a model are selections, not reloads), then time the
+    // cases in interleaved rounds: each round runs every case once, so a slow spell of this
+    // shared machine hits all cases alike instead of whichever case was running then.
+    let mut models: Vec<Runner> = Vec::new();
+    let mut jobs: Vec<Job> = Vec::new();
+    let mut loaded: Option<((usize, Variant), Vec<(PathChoice, usize)>)> = None;
+    for (ci, case) in cases.iter().enumerate() {
         let key = (case.cfg.num_classes(), case.cfg.variant);
-        if loaded.as_ref().map(|l| (l.0, l.1)) != Some(key) {
-            drop(loaded.take()); // free the previous weights first
-            pb.set_message(format!("weights for {}", case.name));
+        if loaded.as_ref().map(|l| l.0) != Some(key) {
+            pb.set_message(format!("loading {}", case.name));
             // Generated on the CPU (the same values whatever the device), then moved.
             let mut map = weights::random_tensors(&case.cfg, args.seed, &Device::Cpu)?;
-            if on_gpu {
-                for t in map.values_mut() {
-                    *t = t.to_device(&dev)?;
+            let mut here = Vec::new();
+            for &path in &paths {
+                let r = match path {
+                    PathChoice::Engine => {
+                        Runner::Engine(EngineModel::load(&case.cfg, &map, threads)?)
+                    }
+                    _ => {
+                        if on_gpu {
+                            for t in map.values_mut() {
+                                *t = t.to_device(&dev)?;
+                            }
+                        }
+                        Runner::Candle(InferenceModel::from_tensors(&case.cfg, &map, None, &dev)?)
+                    }
+                };
+                models.push(r);
+                here.push((path, models.len() - 1));
+            }
+            loaded = Some((key, here));
+        }
+        let here = &loaded.as_ref().context("models")?.1;
+        let sel = Selection::from_indices(&case.cfg, &case.active)?;
+        let macs = conv_linear_macs(&case.cfg, &sel)? as f64;
+        for &(path, mi) in here {
+            let mut job = Job {
+                case: ci,
+                path,
+                model: mi,
+                sel: sel.clone(),
+                gains: vec![1.0f32; case.cfg.num_classes()],
+                macs,
+                diff: None,
+                graph: None,
+                graph_diff: None,
+                ms: Vec::with_capacity(args.iters),
+                graph_ms: Vec::new(),
+            };
+            if let Runner::Candle(m) = &models[mi] {
+                pb.set_message(format!("checking {}", case.name));
+                job.diff = Some(diff_vs_cpu(m, &x, case, &sel, &img, args)?);
+                if on_gpu && !args.cuda_untuned {
+                    let (g, d) = make_graph(m, &x, &sel)?;
+                    job.graph = Some(g);
+                    job.graph_diff = Some(d);
                 }
             }
-            loaded = Some((key.0, key.1, map));
+            jobs.push(job);
         }
-        let map = &loaded.as_ref().context("weights")?.2;
-        let sel = Selection::from_indices(&case.cfg, &case.active)?;
-        let gains = vec![1.0f32; case.cfg.num_classes()];
-        let macs = conv_linear_macs(&case.cfg, &sel)? as f64;
-        for &path in &paths {
-            pb.set_message(format!("{} ({:?})", case.name, path).to_lowercase());
-            let mut max_abs_diff_vs_cpu_engine = None;
-            let mut graph_ms: Option<Vec<f64>> = None;
-            let mut graph_diff = None;
-            let ms = match path {
-                PathChoice::Engine => {
-                    let m = EngineModel::load(&case.cfg, map, threads)?;
-                    time_it(args.iters, args.warmup, &pb, || {
-                        let y = m.forward_image(&img, &case.active, &gains)?;
-                        std::hint::black_box(y);
-                        Ok(())
-                    })?
+    }
+    pb.set_length((jobs.len() * (args.iters + args.warmup)) as u64);
+    pb.set_message("timing, interleaved rounds");
+    for round in 0..args.warmup + args.iters {
+        for job in &mut jobs {
+            let case = &cases[job.case];
+            let t0 = Instant::now();
+            match &models[job.model] {
+                Runner::Engine(m) => {
+                    let y = m.forward_image(&img, &case.active, &job.gains)?;
+                    std::hint::black_box(y);
                 }
-                _ => {
-                    let m = InferenceModel::from_tensors(&case.cfg, map, None, &dev)?;
-                    max_abs_diff_vs_cpu_engine = Some(diff_vs_cpu(&m, &x, case, &sel, &img, args)?);
-                    let ms = time_it(args.iters, args.warmup, &pb, || {
-                        let y = m.forward(&x, &sel, &[])?;
-                        if on_gpu {
-                            // Kernels run asynchronously: wait for them inside the timed region.
-                            dev.synchronize()?;
-                        } else {
-                            // CPU ops are synchronous; reading one value keeps the work honest.
-                            let _ = y.flatten_all()?.get(0)?.to_scalar::<f32>()?;
-                        }
-                        std::hint::black_box(y);
-                        Ok(())
-                    })?;
-                    if on_gpu && !args.cuda_untuned {
-                        let (g, d) = graph_timings(&m, &x, &sel, args, &pb, &dev)?;
-                        graph_ms = Some(g);
-                        graph_diff = Some(d);
+                Runner::Candle(m) => {
+                    let y = m.forward(&x, &job.sel, &[])?;
+                    if on_gpu {
+                        // Kernels run asynchronously: wait for them inside the timed region.
+                        dev.synchronize()?;
+                    } else {
+                        // CPU ops are synchronous; reading one value keeps the work honest.
+                        let _ = y.flatten_all()?.get(0)?.to_scalar::<f32>()?;
                     }
-                    ms
+                    std::hint::black_box(y);
                 }
+            }
+            let eager_ms = t0.elapsed().as_secs_f64() * 1e3;
+            let graph_ms = match &job.graph {
+                Some(g) => {
+                    let t0 = Instant::now();
+                    run_graph(g, &x, &dev)?;
+                    Some(t0.elapsed().as_secs_f64() * 1e3)
+                }
+                None => None,
             };
-            let median = percentile(&ms, 0.5);
-            rows.push(Row {
-                name: case.name.to_string(),
-                path: format!("{path:?}").to_lowercase(),
-                variant: case.cfg.variant.name().into(),
-                classes: case.cfg.num_classes(),
-                active: sel.len(),
-                gmacs_conv_linear: macs / 1e9,
-                median_ms: median,
-                p90_ms: percentile(&ms, 0.9),
-                min_ms: ms[0],
-                gflops: 2.0 * macs / (median / 1e3) / 1e9,
-                pytorch_ms: None,
-                graph_median_ms: graph_ms.as_ref().map(|g| percentile(g, 0.5)),
-                graph_p90_ms: graph_ms.as_ref().map(|g| percentile(g, 0.9)),
-                graph_max_abs_diff_vs_eager: graph_diff,
-                max_abs_diff_vs_cpu_engine,
-            });
+            if round >= args.warmup {
+                job.ms.push(eager_ms);
+                job.graph_ms.extend(graph_ms);
+            }
+            pb.inc(1);
         }
+    }
+    let mut rows = Vec::new();
+    for job in &mut jobs {
+        let case = &cases[job.case];
+        job.ms.sort_by(f64::total_cmp);
+        job.graph_ms.sort_by(f64::total_cmp);
+        let median = percentile(&job.ms, 0.5);
+        let graph_median = (!job.graph_ms.is_empty()).then(|| percentile(&job.graph_ms, 0.5));
+        rows.push(Row {
+            name: case.name.to_string(),
+            path: format!("{:?}", job.path).to_lowercase(),
+            variant: case.cfg.variant.name().into(),
+            classes: case.cfg.num_classes(),
+            active: job.sel.len(),
+            gmacs_conv_linear: job.macs / 1e9,
+            median_ms: median,
+            p90_ms: percentile(&job.ms, 0.9),
+            min_ms: job.ms[0],
+            gflops: 2.0 * job.macs / (graph_median.unwrap_or(median) / 1e3) / 1e9,
+            pytorch_ms: None,
+            graph_median_ms: graph_median,
+            graph_p90_ms: (!job.graph_ms.is_empty()).then(|| percentile(&job.graph_ms, 0.9)),
+            graph_max_abs_diff_vs_eager: job.graph_diff,
+            max_abs_diff_vs_cpu_engine: job.diff,
+        });
     }
     pb.finish_and_clear();
     if let Some(p) = &args.pytorch {
@@ -657,17 +711,10 @@ fn headline_ms(r: &Row) -> f64 {
     r.graph_median_ms.unwrap_or(r.median_ms)
 }
 
-/// CUDA-graph latencies of `m` on `x` (each pass: input copy, one graph launch, output copy,
-/// synchronisation), and the largest |difference| between the graph's and the eager logits.
+/// Capture `m`'s forward pass on `x` as a CUDA graph; also the largest |difference| between the
+/// graph's and the eager logits.
 #[cfg(feature = "cuda")]
-fn graph_timings(
-    m: &InferenceModel,
-    x: &Tensor,
-    sel: &Selection,
-    args: &Args,
-    pb: &ProgressBar,
-    dev: &Device,
-) -> anyhow::Result<(Vec<f64>, f64)> {
+fn make_graph(m: &InferenceModel, x: &Tensor, sel: &Selection) -> anyhow::Result<(Graph, f64)> {
     let eager = m.forward(x, sel, &[])?;
     let graph = hlfp::gpu::GraphForward::capture(x, |t| m.forward(t, sel, &[]))?;
     let replay = graph.run(x)?;
@@ -676,25 +723,26 @@ fn graph_timings(
         .flatten_all()?
         .max(0)?
         .to_scalar::<f32>()? as f64;
-    let ms = time_it(args.iters, args.warmup, pb, || {
-        let y = graph.run(x)?;
-        dev.synchronize()?;
-        std::hint::black_box(y);
-        Ok(())
-    })?;
-    Ok((ms, d))
+    Ok((graph, d))
 }
 
 #[cfg(not(feature = "cuda"))]
-fn graph_timings(
-    _: &InferenceModel,
-    _: &Tensor,
-    _: &Selection,
-    _: &Args,
-    _: &ProgressBar,
-    _: &Device,
-) -> anyhow::Result<(Vec<f64>, f64)> {
+fn make_graph(_: &InferenceModel, _: &Tensor, _: &Selection) -> anyhow::Result<(Graph, f64)> {
     anyhow::bail!("CUDA graphs need the cuda feature")
+}
+
+/// One timed graph pass: input copy, one launch, output copy, synchronisation.
+#[cfg(feature = "cuda")]
+fn run_graph(g: &Graph, x: &Tensor, dev: &Device) -> anyhow::Result<()> {
+    let y = g.run(x)?;
+    dev.synchronize()?;
+    std::hint::black_box(y);
+    Ok(())
+}
+
+#[cfg(not(feature = "cuda"))]
+fn run_graph(g: &Graph, _: &Tensor, _: &Device) -> anyhow::Result<()> {
+    match *g {}
 }
 
 /// The device as the report names it.

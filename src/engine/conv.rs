@@ -317,25 +317,31 @@ pub fn im2col(x: &[f32], g: &Im2ColGeom, cols: &mut [f32], threads: usize) {
                 continue;
             }
             let src = &plane[iy as usize * w..(iy as usize + 1) * w];
-            if s.stride == 1 {
-                // Contiguous run with zero borders.
-                let off = kx as isize - s.pad as isize;
-                for (ox, d) in dst.iter_mut().enumerate() {
-                    let ix = ox as isize + off;
-                    *d = if ix >= 0 && ix < w as isize {
-                        src[ix as usize]
-                    } else {
-                        0.0
-                    };
-                }
+            // Output columns whose input column `ox*stride + kx - pad` lies inside the row:
+            // zeros left and right of them, a straight (or strided) copy in between.
+            let (st, off) = (s.stride, kx as isize - s.pad as isize);
+            let lo = if off >= 0 {
+                0
             } else {
-                for (ox, d) in dst.iter_mut().enumerate() {
-                    let ix = (ox * s.stride + kx) as isize - s.pad as isize;
-                    *d = if ix >= 0 && ix < w as isize {
-                        src[ix as usize]
-                    } else {
-                        0.0
-                    };
+                ((-off) as usize).div_ceil(st)
+            }
+            .min(wo);
+            let hi = if (w as isize) > off {
+                (((w as isize - off) as usize).div_ceil(st)).clamp(lo, wo)
+            } else {
+                lo
+            };
+            dst[..lo].fill(0.0);
+            dst[hi..].fill(0.0);
+            let first = (lo * st) as isize + off;
+            if hi > lo {
+                let first = first as usize;
+                if st == 1 {
+                    dst[lo..hi].copy_from_slice(&src[first..first + (hi - lo)]);
+                } else {
+                    for (d, v) in dst[lo..hi].iter_mut().zip(src[first..].iter().step_by(st)) {
+                        *d = *v;
+                    }
                 }
             }
         }
