@@ -3,7 +3,9 @@
 use hlfp::audio::augment::{
     active_blocks, add_noise_at_snr, crop_at, mix_at_snr, power, snr_db, AugmentConfig, Augmenter,
 };
-use hlfp::audio::train::{holdout_mask, recording_key, Clip, ClipRef, WindowSampler};
+use hlfp::audio::train::{
+    holdout_mask, recording_key, validation_mask, Clip, ClipRef, WindowSampler,
+};
 use rand::SeedableRng;
 
 fn sine(freq_hz: f32, len: usize, amp: f32) -> Vec<f32> {
@@ -256,5 +258,62 @@ fn holdout_is_every_fifth_recording_per_label_and_keeps_takes_together() -> anyh
     mask_rev.reverse();
     assert_eq!(mask, mask_rev);
     assert!(holdout_mask(&clips, 1).is_err());
+    Ok(())
+}
+
+#[test]
+fn validation_split_comes_from_training_recordings_only() -> anyhow::Result<()> {
+    // 10 cat recordings; 12 rain recordings, recording 18 with takes A and B.
+    let mut clips: Vec<ClipRef> = (0..10)
+        .map(|i| ClipRef {
+            label: "cat".into(),
+            rel_path: format!("cat/c{i:02}.wav"),
+        })
+        .collect();
+    for id in 10..22 {
+        let takes: &[&str] = if id == 18 { &["A", "B"] } else { &["A"] };
+        for t in takes {
+            clips.push(ClipRef {
+                label: "rain".into(),
+                rel_path: format!("rain/esc10_1-{id}-{t}.wav"),
+            });
+        }
+    }
+    let held = holdout_mask(&clips, 5)?;
+    let val = validation_mask(&clips, &held, 4)?;
+    let pick = |m: &[bool]| -> Vec<&str> {
+        clips
+            .iter()
+            .zip(m)
+            .filter(|(_, &x)| x)
+            .map(|(c, _)| c.rel_path.as_str())
+            .collect()
+    };
+    // Held out: cat c04, c09; rain recordings 14 and 19 (5th and 10th).
+    assert_eq!(
+        pick(&held),
+        vec![
+            "cat/c04.wav",
+            "cat/c09.wav",
+            "rain/esc10_1-14-A.wav",
+            "rain/esc10_1-19-A.wav"
+        ]
+    );
+    // Validation: every 4th of the rest. Cats left: c00..c03, c05..c08 -> c03, c08. Rain left:
+    // 10, 11, 12, 13, 15, 16, 17, 18, 20, 21 -> 13 and 18 (both takes of 18).
+    assert_eq!(
+        pick(&val),
+        vec![
+            "cat/c03.wav",
+            "cat/c08.wav",
+            "rain/esc10_1-13-A.wav",
+            "rain/esc10_1-18-A.wav",
+            "rain/esc10_1-18-B.wav"
+        ]
+    );
+    assert!(held.iter().zip(&val).all(|(h, v)| !(*h && *v)));
+    // A mask of the wrong length and a bad `every` are errors.
+    assert!(validation_mask(&clips, &held[1..], 4).is_err());
+    assert!(validation_mask(&clips, &held, 1).is_err());
     Ok(())
 }

@@ -4,7 +4,9 @@
 use candle_core::Device;
 use hlfp::audio::classifier::AudioClassifierConfig;
 use hlfp::audio::features::{log_mel, LogMelConfig};
-use hlfp::audio::train::{clip_windows, evaluate, train, Clip, StepInfo, TrainAudioConfig};
+use hlfp::audio::train::{
+    clip_windows, evaluate, smoothed_cross_entropy, train, Clip, StepInfo, TrainAudioConfig,
+};
 
 const WINDOW_FRAMES: usize = 16;
 // n_fft + (frames - 1) * hop
@@ -46,6 +48,7 @@ fn train_cfg(steps: usize, seed: u64) -> TrainAudioConfig {
     cfg.lr = 1e-2;
     cfg.seed = seed;
     cfg.norm_windows = 32;
+    cfg.label_smoothing = 0.0;
     cfg.background_labels.clear();
     cfg
 }
@@ -176,4 +179,55 @@ fn bad_training_inputs_are_errors() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("front-end gave"), "{err}");
+}
+
+#[test]
+fn label_smoothing_matches_pytorch() -> anyhow::Result<()> {
+    // import torch
+    // l = torch.tensor([[2.0, -1.0, 0.5], [0.1, 0.2, 3.0]]); y = torch.tensor([0, 1])
+    // F.cross_entropy(l, y, label_smoothing=0.1).item()  # 1.6054563522338867
+    // F.cross_entropy(l, y).item()                         # 1.5754563808441162
+    let logits = candle_core::Tensor::new(&[[2.0f32, -1.0, 0.5], [0.1, 0.2, 3.0]], &Device::Cpu)?;
+    let y = candle_core::Tensor::new(&[0u32, 1], &Device::Cpu)?;
+    let smoothed = smoothed_cross_entropy(&logits, &y, 0.1)?.to_scalar::<f32>()?;
+    let plain = smoothed_cross_entropy(&logits, &y, 0.0)?.to_scalar::<f32>()?;
+    assert!((smoothed - 1.605_456_4).abs() < 1e-4, "{smoothed}");
+    assert!((plain - 1.575_456_4).abs() < 1e-4, "{plain}");
+    Ok(())
+}
+
+#[test]
+fn label_smoothing_trains_and_is_validated() -> anyhow::Result<()> {
+    let train_set = clips(&[0.05, 0.2, 0.5], 9600);
+    let mut cfg = train_cfg(30, 1);
+    cfg.label_smoothing = 0.2;
+    let model = train(
+        model_cfg(),
+        &train_set,
+        &cfg,
+        &features,
+        &Device::Cpu,
+        &mut |_| {},
+    )?;
+    // Smoothing caps the confidence: the true label's probability stays well below 1 but the
+    // tone is still classified.
+    let p = model.predict(&features(&tone(500.0, 0.3, 0.0, WINDOW_SAMPLES))?)?;
+    assert!(p[0] > 0.5 && p[0] < 0.99, "{p:?}");
+    for bad in [-0.1, 1.0, f64::NAN] {
+        let mut cfg = train_cfg(1, 1);
+        cfg.label_smoothing = bad;
+        let e = train(
+            model_cfg(),
+            &train_set,
+            &cfg,
+            &features,
+            &Device::Cpu,
+            &mut |_| {},
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(e.contains("label_smoothing"), "{bad}: {e}");
+    }
+    Ok(())
 }

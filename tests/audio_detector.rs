@@ -244,3 +244,70 @@ fn reset_starts_a_fresh_stream() {
     assert_eq!(det.stats().windows, 0);
     assert_eq!(det.smoothed(), &[0.0]);
 }
+
+#[test]
+fn min_on_windows_needs_consecutive_windows_above_on() {
+    let mut c = cfg(1, 0.0, 0.0);
+    c.min_on_windows = 2;
+    // Single-window spikes (windows 1 and 3) never fire; the first run of two fires on its
+    // second window; a dip below `on` restarts the count.
+    let scores = [0.0, 0.9, 0.0, 0.9, 0.5, 0.9, 0.9, 0.9];
+    let (events, _) = run(c.clone(), rows(&scores), 8, 0.3);
+    assert_eq!(onsets(&events), vec![window_end_s(6)]);
+    assert!((events[0].score - 0.9).abs() < 1e-6);
+    // The default (1) fires on each spike, as before (the 0.5 after window 3 is above `off`, so
+    // that event lasts through window 7).
+    let (events, _) = run(cfg(1, 0.0, 0.0), rows(&scores), 8, 0.3);
+    assert_eq!(onsets(&events), vec![window_end_s(1), window_end_s(3)]);
+    // Each window of the confirming run counts only outside the refractory time.
+    let mut c = cfg(1, 0.0, 0.05);
+    c.min_on_windows = 2;
+    let (events, _) = run(c, rows(&[0.9, 0.9, 0.0, 0.9, 0.9, 0.9, 0.9]), 7, 0.3);
+    // On at window 1, off at 2 (refractory to window 2 + 50 ms = window 4.5), so windows 3 and
+    // 4 do not count: the two confirming windows are 5 and 6.
+    assert_eq!(onsets(&events), vec![window_end_s(1), window_end_s(6)]);
+}
+
+#[test]
+fn min_on_windows_is_validated_and_reset() {
+    let fcfg = LogMelConfig::default();
+    let mut c = cfg(1, 0.0, 0.0);
+    c.min_on_windows = 0;
+    let e = Detector::new(c, &fcfg, ScriptedScorer::new(&["a"], W, rows(&[0.0])))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("min_on_windows"), "{e}");
+    // One window above `on`, then a reset: the next single window must not complete the pair.
+    let mut c = cfg(1, 0.0, 0.0);
+    c.min_on_windows = 2;
+    let (events, mut det) = run(c, rows(&[0.9]), 1, 0.3);
+    assert!(events.is_empty());
+    det.reset();
+    let fcfg = LogMelConfig::default();
+    let x = tone(16_000, 440.0, 0.3, (W - 1) * 160 + 512);
+    let mut lm = LogMel::new(fcfg).unwrap();
+    let (mut frames, mut events) = (Vec::new(), Vec::new());
+    lm.process(&x, &mut frames);
+    det.process(&x, &frames, &mut events).unwrap();
+    assert!(events.is_empty(), "{events:?}");
+}
+
+#[test]
+fn latency_counts_the_confirming_windows() {
+    let fcfg = LogMelConfig::default();
+    let mut c = cfg(1, 0.0, 0.0);
+    let one = Detector::new(
+        c.clone(),
+        &fcfg,
+        ScriptedScorer::new(&["a"], W, rows(&[0.0])),
+    )
+    .unwrap()
+    .latency_samples();
+    c.min_on_windows = 3;
+    let three = Detector::new(c, &fcfg, ScriptedScorer::new(&["a"], W, rows(&[0.0])))
+        .unwrap()
+        .latency_samples();
+    assert_eq!(one, (W - 1 + 2) * 160 + 512);
+    assert_eq!(three - one, 2 * 2 * 160);
+}

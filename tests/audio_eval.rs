@@ -6,7 +6,8 @@ use audio_common::{tone, BandScorer};
 use hlfp::audio::cues::{CueMap, DATA_VISUAL_CLASSES};
 use hlfp::audio::detector::DetectorConfig;
 use hlfp::audio::eval::{
-    measure_latency, quantile, run_clip, summarize, LatencyConfig, TargetClip,
+    measure_latency, quantile, run_clip, summarize, sweep_detector_config, LatencyConfig,
+    MemoScorer, TargetClip,
 };
 use hlfp::audio::features::LogMelConfig;
 use hlfp::audio::pipeline::AudioPipeline;
@@ -47,13 +48,26 @@ fn eval_counts_recall_false_cues_and_latency() {
     assert_eq!(rep.cues_per_label["cat"]["cat"], 2);
     assert!((rep.cue_recall["cat"] - 2.0 / 3.0).abs() < 1e-12);
     assert_eq!(rep.false_cues, 0);
+    assert_eq!(
+        rep.false_cues_per_class,
+        BTreeMap::from([("cat".to_string(), 0)])
+    );
     assert!((rep.negative_minutes - 0.05).abs() < 1e-12);
     let lat = rep.median_onset_latency_s.unwrap();
     assert!(lat > 0.5 && lat < 1.6, "{lat}");
+    // Two latencies: the p95 lies between them, at 95 % of the way to the later one.
+    let times: Vec<f64> = results[..2].iter().map(|r| r.cues[0].time_s).collect();
+    let p95 = rep.p95_onset_latency_s.unwrap();
+    let (lo, hi) = (times[0].min(times[1]), times[0].max(times[1]));
+    assert!(
+        (p95 - (lo + 0.95 * (hi - lo))).abs() < 1e-12,
+        "{p95} {times:?}"
+    );
     // A cue on a negative clip is a false cue: relabel the cat clip as "rain".
     results[0].label = "rain".into();
     let rep = summarize(&results, &map);
     assert_eq!(rep.false_cues, 1);
+    assert_eq!(rep.false_cues_per_class["cat"], 1);
     assert!((rep.false_cues_per_min - 1.0 / ((3.0 + 1.5) / 60.0)).abs() < 1e-9);
 }
 
@@ -94,4 +108,66 @@ fn quantiles_interpolate() {
     assert_eq!(quantile(&[3.0, 1.0, 2.0], 0.5), Some(2.0));
     assert_eq!(quantile(&[0.0, 10.0], 0.95), Some(9.5));
     assert_eq!(quantile(&[], 0.5), None);
+}
+
+#[test]
+fn memo_scorer_scores_each_distinct_window_once_with_the_same_result() {
+    let cat = tone(16_000, 300.0, 0.3, 24_000);
+    let plain = {
+        let mut p = pipeline();
+        run_clip(&mut p, "cat", &cat, 16_000, 1.0).unwrap()
+    };
+    let mut memo = MemoScorer::new(BandScorer::new("cat", "rain", 96));
+    let classes: Vec<String> = DATA_VISUAL_CLASSES.iter().map(|s| s.to_string()).collect();
+    let cues = BTreeMap::from([("cat".to_string(), vec!["cat".to_string()])]);
+    let labels = vec!["cat".to_string(), "rain".to_string()];
+    let map = CueMap::new(&cues, &labels, &classes).unwrap();
+    let mut runs = Vec::new();
+    let mut counts = Vec::new();
+    for _ in 0..2 {
+        let mut p = AudioPipeline::new(
+            LogMelConfig::default(),
+            DetectorConfig::default(),
+            map.clone(),
+            &mut memo,
+            16_000,
+        )
+        .unwrap();
+        runs.push(run_clip(&mut p, "cat", &cat, 16_000, 1.0).unwrap());
+        drop(p);
+        counts.push(memo.counts());
+    }
+    for r in &runs {
+        assert_eq!(r.cues.len(), plain.cues.len());
+        assert_eq!(r.events, plain.events);
+    }
+    // The second pass is answered from the cache alone: no new misses, one hit per window.
+    let ((h1, m1), (h2, m2)) = (counts[0], counts[1]);
+    assert!(m1 > 0);
+    assert_eq!(m2, m1);
+    assert_eq!(h2 - h1, h1 + m1);
+}
+
+#[test]
+fn sweep_config_sets_one_threshold_for_all_labels() {
+    use hlfp::audio::detector::Thresholds;
+    let labels = vec!["cat".to_string(), "rain".to_string()];
+    let mut base = DetectorConfig::default(); // on 0.6, off 0.4: a gap of 0.2
+    base.label_thresholds
+        .insert("cat".into(), Thresholds { on: 0.9, off: 0.8 });
+    let c = sweep_detector_config(&base, 0.5, 2, &labels).unwrap();
+    assert!(c.label_thresholds.is_empty());
+    assert_eq!(c.min_on_windows, 2);
+    assert!((c.default_thresholds.on - 0.5).abs() < 1e-6);
+    assert!((c.default_thresholds.off - 0.3).abs() < 1e-6);
+    assert_eq!(c.hop_frames, base.hop_frames);
+    // `off` is clamped at 0; bad values are errors that say what was wrong.
+    let c = sweep_detector_config(&base, 0.1, 1, &labels).unwrap();
+    assert_eq!(c.default_thresholds.off, 0.0);
+    for (on, min_on) in [(1.5, 1), (-0.1, 1), (f32::NAN, 1), (0.5, 0)] {
+        let e = sweep_detector_config(&base, on, min_on, &labels)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sweep") || e.contains("min_on_windows"), "{e}");
+    }
 }

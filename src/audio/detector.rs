@@ -29,6 +29,18 @@ impl<T: WindowScorer + ?Sized> WindowScorer for Box<T> {
     }
 }
 
+impl<T: WindowScorer + ?Sized> WindowScorer for &mut T {
+    fn labels(&self) -> &[String] {
+        (**self).labels()
+    }
+    fn window_frames(&self) -> usize {
+        (**self).window_frames()
+    }
+    fn score(&mut self, window: &[f32]) -> Result<Vec<f32>> {
+        (**self).score(window)
+    }
+}
+
 /// On/off thresholds on the smoothed score (hysteresis: `off <= on`).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Thresholds {
@@ -57,6 +69,10 @@ pub struct DetectorConfig {
     /// Windows whose waveform RMS is below this (dBFS, full scale = 1.0) count as silence: all
     /// their scores are 0 and the scorer is not run.
     pub silence_rms_dbfs: f32,
+    /// An inactive label turns on only after this many consecutive windows with a smoothed
+    /// score at or above its `on` threshold (1 = the first such window). A single-window spike
+    /// is the typical false alarm; with a short hop, 2 costs one hop of latency.
+    pub min_on_windows: usize,
 }
 
 impl Default for DetectorConfig {
@@ -69,6 +85,7 @@ impl Default for DetectorConfig {
             hold_s: 0.5,
             refractory_s: 1.0,
             silence_rms_dbfs: -55.0,
+            min_on_windows: 1,
         }
     }
 }
@@ -82,6 +99,9 @@ impl DetectorConfig {
         }
         if self.smoothing_windows == 0 {
             return bad("smoothing_windows must be >= 1".into());
+        }
+        if self.min_on_windows == 0 {
+            return bad("min_on_windows must be >= 1".into());
         }
         for (name, t) in std::iter::once(("default", &self.default_thresholds))
             .chain(self.label_thresholds.iter().map(|(k, v)| (k.as_str(), v)))
@@ -134,6 +154,8 @@ struct LabelState {
     active: bool,
     on_since_s: f64,
     refractory_until_s: f64,
+    /// Consecutive windows (while inactive) at or above `on`.
+    above_on: usize,
 }
 
 /// Counters for monitoring; a stream keeps running through all of these.
@@ -205,6 +227,7 @@ impl<S: WindowScorer> Detector<S> {
                 active: false,
                 on_since_s: 0.0,
                 refractory_until_s: f64::NEG_INFINITY,
+                above_on: 0,
             })
             .collect();
         let n = labels.len();
@@ -274,9 +297,11 @@ impl<S: WindowScorer> Detector<S> {
     }
 
     /// Samples from a sound entering to the first window that covers all of it being scored,
-    /// at most: one window plus one hop.
+    /// at most: one window plus one hop, plus one hop per extra confirming window
+    /// (`min_on_windows - 1`).
     pub fn latency_samples(&self) -> usize {
-        (self.window_frames - 1 + self.cfg.hop_frames) * self.hop_samples + self.n_fft
+        (self.window_frames - 1 + self.cfg.hop_frames * self.cfg.min_on_windows) * self.hop_samples
+            + self.n_fft
     }
 
     /// Forget buffered frames, scores and event states, as for a new stream.
@@ -294,6 +319,7 @@ impl<S: WindowScorer> Detector<S> {
         for s in &mut self.states {
             s.active = false;
             s.refractory_until_s = f64::NEG_INFINITY;
+            s.above_on = 0;
         }
         self.stats = DetectorStats::default();
     }
@@ -397,6 +423,11 @@ impl<S: WindowScorer> Detector<S> {
                     state.refractory_until_s = time_s + self.cfg.refractory_s;
                 }
             } else if score >= state.thresholds.on && time_s >= state.refractory_until_s {
+                state.above_on += 1;
+                if state.above_on < self.cfg.min_on_windows {
+                    continue;
+                }
+                state.above_on = 0;
                 state.active = true;
                 state.on_since_s = time_s;
                 events.push(SoundEvent {
@@ -404,6 +435,8 @@ impl<S: WindowScorer> Detector<S> {
                     score,
                     onset_s: time_s,
                 });
+            } else {
+                state.above_on = 0;
             }
         }
         Ok(())

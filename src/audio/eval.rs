@@ -8,6 +8,89 @@ use crate::audio::detector::{SoundEvent, WindowScorer};
 use crate::audio::pipeline::AudioPipeline;
 use crate::{Error, Result};
 
+/// A scorer that remembers the scores of every window it has seen (keyed by the window's exact
+/// bits), so a sweep over detector settings runs the classifier once per distinct window.
+/// Only for offline evaluation: the cache grows with every new window.
+pub struct MemoScorer<S: WindowScorer> {
+    inner: S,
+    cache: std::collections::HashMap<u64, Vec<f32>>,
+    misses: u64,
+    hits: u64,
+}
+
+impl<S: WindowScorer> MemoScorer<S> {
+    /// Wrap `inner` with an empty cache.
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            cache: std::collections::HashMap::new(),
+            misses: 0,
+            hits: 0,
+        }
+    }
+
+    /// `(hits, misses)`: windows answered from the cache and windows scored by the inner scorer.
+    pub fn counts(&self) -> (u64, u64) {
+        (self.hits, self.misses)
+    }
+
+    fn key(window: &[f32]) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        window.len().hash(&mut h);
+        for v in window {
+            v.to_bits().hash(&mut h);
+        }
+        h.finish()
+    }
+}
+
+impl<S: WindowScorer> WindowScorer for MemoScorer<S> {
+    fn labels(&self) -> &[String] {
+        self.inner.labels()
+    }
+    fn window_frames(&self) -> usize {
+        self.inner.window_frames()
+    }
+    fn score(&mut self, window: &[f32]) -> Result<Vec<f32>> {
+        let key = Self::key(window);
+        if let Some(s) = self.cache.get(&key) {
+            self.hits += 1;
+            return Ok(s.clone());
+        }
+        let s = self.inner.score(window)?;
+        self.misses += 1;
+        self.cache.insert(key, s.clone());
+        Ok(s)
+    }
+}
+
+/// One point of a threshold sweep: `base` with the same `on` for every label (per-label
+/// thresholds dropped), `off = on - (base default on - base default off)` clamped at 0, and
+/// `min_on_windows`. Errors if `on` is outside [0, 1] or the result is not a valid config.
+pub fn sweep_detector_config(
+    base: &crate::audio::detector::DetectorConfig,
+    on: f32,
+    min_on_windows: usize,
+    labels: &[String],
+) -> Result<crate::audio::detector::DetectorConfig> {
+    if !(0.0..=1.0).contains(&on) {
+        return Err(Error::Config(format!(
+            "sweep threshold must be in [0, 1], got {on}"
+        )));
+    }
+    let gap = (base.default_thresholds.on - base.default_thresholds.off).max(0.0);
+    let mut cfg = base.clone();
+    cfg.default_thresholds = crate::audio::detector::Thresholds {
+        on,
+        off: (on - gap).max(0.0),
+    };
+    cfg.label_thresholds.clear();
+    cfg.min_on_windows = min_on_windows;
+    cfg.validate(labels)?;
+    Ok(cfg)
+}
+
 /// What the streaming path said about one clip.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ClipResult {
@@ -56,6 +139,9 @@ pub struct EvalReport {
     pub cue_recall: BTreeMap<String, f64>,
     /// Cues on clips whose label maps to no visual class.
     pub false_cues: usize,
+    /// The same false cues split by visual class (which cue went wrong); classes with none are
+    /// listed with 0, so per-class thresholds can be chosen from one run.
+    pub false_cues_per_class: BTreeMap<String, usize>,
     /// Minutes of audio in those clips.
     pub negative_minutes: f64,
     /// `false_cues / negative_minutes` (0 when there are no negative clips).
@@ -63,6 +149,8 @@ pub struct EvalReport {
     /// Median over clips with a correct cue of the first correct cue's time from the clip start
     /// (an upper bound on the latency: the sound may start after the clip does).
     pub median_onset_latency_s: Option<f64>,
+    /// 95th percentile (linear interpolation) of the same latencies.
+    pub p95_onset_latency_s: Option<f64>,
 }
 
 /// Median of `v` (sorted copy); `None` when empty.
@@ -92,6 +180,11 @@ pub fn summarize(results: &[ClipResult], map: &CueMap) -> EvalReport {
         .map(|c| (c, (0, 0)))
         .collect();
     let (mut false_cues, mut neg_s) = (0usize, 0f64);
+    let mut false_cues_per_class: BTreeMap<String, usize> = map
+        .reachable_classes()
+        .into_iter()
+        .map(|c| (c, 0))
+        .collect();
     let mut latencies = Vec::new();
     for r in results {
         *clips_per_label.entry(r.label.clone()).or_insert(0) += 1;
@@ -102,6 +195,9 @@ pub fn summarize(results: &[ClipResult], map: &CueMap) -> EvalReport {
         let targets = map.classes_for(&r.label);
         if targets.is_empty() {
             false_cues += r.cues.len();
+            for c in &r.cues {
+                *false_cues_per_class.entry(c.class.clone()).or_insert(0) += 1;
+            }
             neg_s += r.duration_s;
             continue;
         }
@@ -134,6 +230,7 @@ pub fn summarize(results: &[ClipResult], map: &CueMap) -> EvalReport {
         cues_per_label,
         cue_recall,
         false_cues,
+        false_cues_per_class,
         negative_minutes,
         false_cues_per_min: if negative_minutes > 0.0 {
             false_cues as f64 / negative_minutes
@@ -141,6 +238,7 @@ pub fn summarize(results: &[ClipResult], map: &CueMap) -> EvalReport {
             0.0
         },
         median_onset_latency_s: median(&latencies),
+        p95_onset_latency_s: quantile(&latencies, 0.95),
     }
 }
 

@@ -106,6 +106,32 @@ pub fn holdout_mask(clips: &[ClipRef], every: usize) -> Result<Vec<bool>> {
         .collect())
 }
 
+/// A validation split carved from the *training* side of `held` (a mask from
+/// [`holdout_mask`]): among the clips not held out, every `every`-th recording of each label
+/// (same rule as [`holdout_mask`]). Returns `true` for validation clips, in input order; a
+/// held-out clip is never a validation clip, so thresholds chosen on this split never see the
+/// held-out clips.
+pub fn validation_mask(clips: &[ClipRef], held: &[bool], every: usize) -> Result<Vec<bool>> {
+    if held.len() != clips.len() {
+        return Err(Error::BadInput(format!(
+            "held-out mask has {} entries for {} clips",
+            held.len(),
+            clips.len()
+        )));
+    }
+    let rest: Vec<ClipRef> = clips
+        .iter()
+        .zip(held)
+        .filter(|(_, &h)| !h)
+        .map(|(c, _)| c.clone())
+        .collect();
+    let mut sub = holdout_mask(&rest, every)?.into_iter();
+    Ok(held
+        .iter()
+        .map(|&h| !h && sub.next().unwrap_or(false))
+        .collect())
+}
+
 /// Settings of one training run.
 #[derive(Debug, Clone)]
 pub struct TrainAudioConfig {
@@ -123,6 +149,10 @@ pub struct TrainAudioConfig {
     pub seed: u64,
     /// Augmented windows used to estimate the feature normalisation before training.
     pub norm_windows: usize,
+    /// Label smoothing of the cross-entropy target: the true label gets `1 - eps`, the rest of
+    /// the mass is spread evenly over all labels (0 = plain cross-entropy). Keeps the softmax
+    /// from saturating, so the detector's thresholds sit on a usable range.
+    pub label_smoothing: f64,
     /// Labels whose training clips are mixed under other clips as background.
     pub background_labels: Vec<String>,
     /// Augmentation settings; `window_samples` must give exactly `window_frames` frames.
@@ -133,13 +163,14 @@ impl TrainAudioConfig {
     /// The shipped recipe for windows of `window_samples` samples.
     pub fn new(window_samples: usize) -> Self {
         Self {
-            epochs: 16,
+            epochs: 24,
             steps_per_epoch: 50,
             batch_size: 32,
             lr: 3e-3,
             weight_decay: 1e-2,
             seed: 1,
             norm_windows: 512,
+            label_smoothing: 0.1,
             background_labels: DEFAULT_BACKGROUND_LABELS
                 .iter()
                 .map(|s| s.to_string())
@@ -264,6 +295,12 @@ pub fn train(
     on_step: &mut dyn FnMut(StepInfo),
 ) -> Result<AudioClassifier> {
     model_cfg.validate()?;
+    if !(0.0..1.0).contains(&cfg.label_smoothing) {
+        return Err(Error::Config(format!(
+            "label_smoothing must be in [0, 1), got {}",
+            cfg.label_smoothing
+        )));
+    }
     if cfg.epochs == 0 || cfg.steps_per_epoch == 0 || cfg.batch_size < 2 {
         return Err(Error::Config(format!(
             "need epochs > 0, steps_per_epoch > 0, batch_size >= 2 (batch norm), got {} / {} / {}",
@@ -306,7 +343,7 @@ pub fn train(
         let lr = cosine_lr(cfg.lr, step, total);
         opt.set_learning_rate(lr);
         let (xs, ys) = sampler.sample_batch(cfg.batch_size, features, window_len)?;
-        let loss = train_step(&model, &mut opt, xs, ys, device)?;
+        let loss = train_step(&model, &mut opt, xs, ys, cfg.label_smoothing, device)?;
         let e = ema.map_or(loss, |e| 0.95 * e + 0.05 * loss);
         ema = Some(e);
         on_step(StepInfo {
@@ -368,13 +405,31 @@ fn cosine_lr(peak: f64, step: usize, total: usize) -> f64 {
     floor + (peak - floor) * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
 }
 
+/// Mean cross-entropy of `logits` (batch x labels) against labels `y` (u32, batch) with label
+/// smoothing `eps`: `(1 - eps) * CE(y) + eps * mean over labels of -log p`, as PyTorch's
+/// `cross_entropy(..., label_smoothing=eps)`. `eps = 0` is plain cross-entropy.
+pub fn smoothed_cross_entropy(
+    logits: &Tensor,
+    y: &Tensor,
+    eps: f64,
+) -> candle_core::Result<Tensor> {
+    let ce = candle_nn::loss::cross_entropy(logits, y)?;
+    if eps == 0.0 {
+        return Ok(ce);
+    }
+    let log_p = candle_nn::ops::log_softmax(logits, candle_core::D::Minus1)?;
+    let uniform = log_p.mean(candle_core::D::Minus1)?.mean_all()?.neg()?;
+    (ce * (1.0 - eps))? + (uniform * eps)?
+}
+
 /// One AdamW step on a batch of raw feature windows `xs` (batch x frames x mels) with labels
-/// `ys`; returns the batch's cross-entropy before the update.
+/// `ys` and label smoothing `label_smoothing`; returns the batch's loss before the update.
 pub fn train_step(
     model: &AudioClassifier,
     opt: &mut candle_nn::AdamW,
     xs: Vec<f32>,
     ys: Vec<u32>,
+    label_smoothing: f64,
     device: &Device,
 ) -> Result<f32> {
     let n = ys.len();
@@ -382,7 +437,7 @@ pub fn train_step(
     let x = Tensor::from_vec(xs, (n, cfg.window_frames, cfg.n_mels), device).ctx("batch")?;
     let y = Tensor::from_vec(ys, n, device).ctx("labels")?;
     let logits = model.forward_t(&x, true).ctx("forward")?;
-    let loss = candle_nn::loss::cross_entropy(&logits, &y).ctx("loss")?;
+    let loss = smoothed_cross_entropy(&logits, &y, label_smoothing).ctx("loss")?;
     opt.backward_step(&loss).ctx("backward")?;
     loss.to_scalar::<f32>().ctx("loss value")
 }

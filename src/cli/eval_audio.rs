@@ -4,7 +4,12 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use hlfp::audio::eval::{measure_latency, run_clip, summarize, LatencyConfig, TargetClip};
+use hlfp::audio::cues::CueConfig;
+use hlfp::audio::detector::WindowScorer;
+use hlfp::audio::eval::{
+    measure_latency, run_clip, summarize, sweep_detector_config, LatencyConfig, MemoScorer,
+    TargetClip,
+};
 use hlfp::audio::wav::read_wav;
 
 use super::listen::{build_pipeline, load_scorer};
@@ -45,6 +50,15 @@ pub struct Args {
     /// SNRs for `--latency`, dB.
     #[arg(long, value_delimiter = ',', default_values_t = [20.0, 10.0, 0.0])]
     pub snr_db: Vec<f64>,
+    /// Threshold sweep: one JSON line per (on threshold, `--sweep-min-on`) pair, with the same
+    /// `on` for every label (the file's per-label thresholds dropped) and `off = on - (default
+    /// on - default off)` of the file; the classifier runs once per distinct window. Use it on
+    /// a validation list (`--holdout <out>.val.txt`), not on the held-out clips.
+    #[arg(long, value_delimiter = ',')]
+    pub sweep_on: Vec<f32>,
+    /// `min_on_windows` values for `--sweep-on` (default: the file's).
+    #[arg(long, value_delimiter = ',')]
+    pub sweep_min_on: Vec<usize>,
 }
 
 /// `(label, path)` of every clip in `data/<label>/*.wav`, or of the listed ones, sorted.
@@ -100,6 +114,9 @@ pub fn list_clips(data: &Path, holdout: Option<&Path>) -> anyhow::Result<Vec<(St
 /// Run `hlfp eval-audio`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let clips = list_clips(&args.data, args.holdout.as_deref())?;
+    if !args.sweep_on.is_empty() {
+        return sweep(&args, &clips);
+    }
     let scorer = load_scorer(&args.model)?;
     let mut p = build_pipeline(&args.cues, scorer, 16_000)?;
     let report = if args.latency {
@@ -126,6 +143,64 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else {
         println!("{}", serde_json::to_string_pretty(&report)?);
     }
+    Ok(())
+}
+
+/// `--sweep-on`: the detector with each (on, min_on_windows) over the same clips.
+fn sweep(args: &Args, clips: &[(String, PathBuf)]) -> anyhow::Result<()> {
+    let file = CueConfig::load(&args.cues)?;
+    let min_ons = if args.sweep_min_on.is_empty() {
+        vec![file.detector.min_on_windows]
+    } else {
+        args.sweep_min_on.clone()
+    };
+    let mut memo = MemoScorer::new(load_scorer(&args.model)?);
+    // Refuse a bad value before streaming anything.
+    for &min_on in &min_ons {
+        for &on in &args.sweep_on {
+            sweep_detector_config(&file.detector, on, min_on, memo.labels())
+                .context("--sweep-on / --sweep-min-on")?;
+        }
+    }
+    let mut audio = Vec::with_capacity(clips.len());
+    for (label, path) in clips {
+        let c = read_wav(path)?;
+        audio.push((label.as_str(), c.samples, c.sample_rate_hz));
+    }
+    // Validates the mapping against the classifier's labels once.
+    let map = build_pipeline(&args.cues, &mut memo, 16_000)?
+        .cue_map()
+        .clone();
+    let bar = indicatif::ProgressBar::new((args.sweep_on.len() * min_ons.len()) as u64);
+    for &min_on in &min_ons {
+        for &on in &args.sweep_on {
+            let det = sweep_detector_config(&file.detector, on, min_on, memo.labels())
+                .context("--sweep-on / --sweep-min-on")?;
+            let mut p = hlfp::audio::pipeline::AudioPipeline::new(
+                hlfp::audio::features::LogMelConfig::default(),
+                det.clone(),
+                map.clone(),
+                &mut memo,
+                16_000,
+            )?;
+            let mut results = Vec::with_capacity(audio.len());
+            for (label, samples, rate) in &audio {
+                results.push(run_clip(&mut p, label, samples, *rate, args.pad_s)?);
+            }
+            let report = summarize(&results, p.cue_map());
+            let line = serde_json::json!({
+                "on": on,
+                "off": det.default_thresholds.off,
+                "min_on_windows": min_on,
+                "report": report,
+            });
+            bar.suspend(|| println!("{line}"));
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+    let (hits, misses) = memo.counts();
+    tracing::info!("{misses} windows scored, {hits} answered from the cache");
     Ok(())
 }
 
