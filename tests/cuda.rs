@@ -8,6 +8,9 @@ use candle_core::{Device, Tensor};
 use hlfp::model::cuda_conv::conv_cuda;
 use hlfp::model::im2col::conv_im2col;
 
+mod model_util;
+use model_util::max_diff;
+
 fn gpu() -> Option<Device> {
     match hlfp::gpu::cuda_device(0, true) {
         Ok(d) => Some(d),
@@ -24,20 +27,6 @@ fn tensor(shape: &[usize], salt: usize) -> Tensor {
         .map(|i| (((i * 7919 + salt * 104_729) % 2001) as f32 / 1000.0) - 1.0)
         .collect();
     Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-}
-
-fn max_abs(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 #[test]
@@ -67,7 +56,7 @@ fn grouped_strided_padded_convs_match_the_cpu() {
         .unwrap()
         .to_device(&Device::Cpu)
         .unwrap();
-        let d = max_abs(&got, &want);
+        let d = max_diff(&got, &want);
         assert!(
             d < 1e-4,
             "case {i} {:?}: CUDA differs from CPU by {d}",
@@ -108,7 +97,7 @@ fn graph_replay_equals_eager_for_each_cutout_and_new_inputs() {
             let eager = m.forward(&x, &sel, &[]).unwrap();
             let replay = g.run(&x).unwrap();
             assert_eq!(replay.dims(), &[1, active.len()]);
-            let d = max_abs(
+            let d = max_diff(
                 &replay.to_device(&Device::Cpu).unwrap(),
                 &eager.to_device(&Device::Cpu).unwrap(),
             );
@@ -209,7 +198,7 @@ fn fused_epilogue_equals_bias_add_residual_relu() {
                     .unwrap()
                     .to_device(&Device::Cpu)
                     .unwrap();
-                let d = max_abs(&got, &want);
+                let d = max_diff(&got, &want);
                 assert!(
                     d < 1e-6,
                     "{b}x{c}x{side} relu {relu} residual {with_res}: {d}"

@@ -279,7 +279,9 @@ fn latency(args: &Args) -> anyhow::Result<()> {
     // shared machine hits all cases alike instead of whichever case was running then.
     let mut models: Vec<Runner> = Vec::new();
     let mut jobs: Vec<Job> = Vec::new();
-    let mut loaded: Option<((usize, Variant), Vec<(PathChoice, usize)>)> = None;
+    // The config loaded last (classes, variant) and its model index per path.
+    type Loaded = ((usize, Variant), Vec<(PathChoice, usize)>);
+    let mut loaded: Option<Loaded> = None;
     for (ci, case) in cases.iter().enumerate() {
         let key = (case.cfg.num_classes(), case.cfg.variant);
         if loaded.as_ref().map(|l| l.0) != Some(key) {

@@ -23,13 +23,19 @@ pub trait ConvLayer: Sized + Send + Sync {
         residual: Option<&Tensor>,
         relu: bool,
     ) -> candle_core::Result<Tensor> {
-        let mut y = self.run(x, train)?;
-        if let Some(r) = residual {
-            y = (y + r)?;
-        }
-        if relu {
-            y = y.relu()?;
-        }
+        add_relu(self.run(x, train)?, residual, relu)
+    }
+}
+
+/// `relu?(y + residual?)` with candle's ops.
+fn add_relu(y: Tensor, residual: Option<&Tensor>, relu: bool) -> candle_core::Result<Tensor> {
+    let y = match residual {
+        Some(r) => (y + r)?,
+        None => y,
+    };
+    if relu {
+        y.relu()
+    } else {
         Ok(y)
     }
 }
@@ -252,14 +258,7 @@ impl ConvLayer for FoldedConv {
             let y = conv_inference(x, &self.weight, self.pad, self.stride, self.groups)?;
             return super::cuda_conv::bias_residual_act(y, &self.bias, residual, relu);
         }
-        let mut y = self.run(x, train)?;
-        if let Some(r) = residual {
-            y = (y + r)?;
-        }
-        if relu {
-            y = y.relu()?;
-        }
-        Ok(y)
+        add_relu(self.run(x, train)?, residual, relu)
     }
 
     fn select_units(&self, units: &[usize], n: usize) -> candle_core::Result<Self> {

@@ -88,14 +88,8 @@ pub fn conv_cuda(
     stride: usize,
     groups: usize,
 ) -> candle_core::Result<Tensor> {
-    let (cout, cin_g, kh, kw) = w.dims4()?;
-    let (b, cin, h, wd) = x.dims4()?;
-    if kh != kw || groups == 0 || cin != cin_g * groups || cout % groups != 0 {
-        candle_core::bail!(
-            "conv: input has {cin} channels, weight {:?} with {groups} groups",
-            w.dims()
-        );
-    }
+    let (cout, cin_g, kh, kw) = super::im2col::check_square_grouped(x, w, groups)?;
+    let (b, _, h, wd) = x.dims4()?;
     let op = Im2ColRows {
         kernel: kh,
         stride,
@@ -234,6 +228,10 @@ impl Epilogue {
     }
 }
 
+fn cuda_only() -> candle_core::Result<()> {
+    candle_core::bail!("the fused epilogue runs on CUDA only")
+}
+
 impl candle_core::InplaceOp2 for Epilogue {
     fn name(&self) -> &'static str {
         "hlfp-bias-act"
@@ -245,7 +243,7 @@ impl candle_core::InplaceOp2 for Epilogue {
         _: &CpuStorage,
         _: &Layout,
     ) -> candle_core::Result<()> {
-        candle_core::bail!("the fused epilogue runs on CUDA only")
+        cuda_only()
     }
     fn cuda_fwd(
         &self,
@@ -271,7 +269,7 @@ impl candle_core::InplaceOp3 for Epilogue {
         _: &CpuStorage,
         _: &Layout,
     ) -> candle_core::Result<()> {
-        candle_core::bail!("the fused epilogue runs on CUDA only")
+        cuda_only()
     }
     fn cuda_fwd(
         &self,

@@ -147,6 +147,24 @@ impl CustomOp1 for Col2Im {
     }
 }
 
+/// Check that `w [Cout, Cin/groups, k, k]` is a square kernel that splits `x [B, Cin, H, W]`
+/// into `groups`; returns `w`'s dims.
+pub fn check_square_grouped(
+    x: &Tensor,
+    w: &Tensor,
+    groups: usize,
+) -> candle_core::Result<(usize, usize, usize, usize)> {
+    let (cout, cin_g, kh, kw) = w.dims4()?;
+    let cin = x.dims4()?.1;
+    if kh != kw || groups == 0 || cin != cin_g * groups || cout % groups != 0 {
+        candle_core::bail!(
+            "conv: input has {cin} channels, weight {:?} with {groups} groups",
+            w.dims()
+        );
+    }
+    Ok((cout, cin_g, kh, kw))
+}
+
 /// A (possibly grouped) kxk convolution of `x [B, Cin, H, W]` with `w [Cout, Cin/groups, k, k]`
 /// as im2col + one batched matmul over the groups. CPU, f32, square kernels.
 pub fn conv_im2col(
@@ -156,14 +174,8 @@ pub fn conv_im2col(
     stride: usize,
     groups: usize,
 ) -> candle_core::Result<Tensor> {
-    let (cout, cin_g, kh, kw) = w.dims4()?;
-    let (b, cin, _, _) = x.dims4()?;
-    if kh != kw || groups == 0 || cin != cin_g * groups || cout % groups != 0 {
-        candle_core::bail!(
-            "conv: input has {cin} channels, weight {:?} with {groups} groups",
-            w.dims()
-        );
-    }
+    let (cout, cin_g, kh, kw) = check_square_grouped(x, w, groups)?;
+    let b = x.dim(0)?;
     let op = Im2Col {
         kernel: kh,
         stride,
