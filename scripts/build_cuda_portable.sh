@@ -17,6 +17,7 @@
 set -euo pipefail
 out=$(realpath -m "${1:?OUT_DIR}"); cuda_feature=${2:-cuda-13000}
 repo=$(git rev-parse --show-toplevel)
+rev=$(git -C "$repo" rev-parse --short HEAD)
 work=${WORK:-$(mktemp -d)}
 cargo fetch --manifest-path "$repo/Cargo.toml" --locked >/dev/null
 src=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/candle-core-0.11.1 | head -1)
@@ -38,4 +39,4 @@ done
 strip "$out/hlfp" "$out/parity" "$out/cuda"
 for f in hlfp parity cuda; do xz -f -T0 -3 "$out/$f"; done
 cp -L "$(ldconfig -p | awk '/libcudart.so.11.0/{print $NF; exit}')" "$out/" 2>/dev/null || true
-echo "built into $out (sources: $(git -C "$repo" rev-parse --short HEAD))"
+echo "built into $out (sources: $rev)"
