@@ -279,8 +279,9 @@ fn latency(args: &Args) -> anyhow::Result<()> {
     // shared machine hits all cases alike instead of whichever case was running then.
     let mut models: Vec<Runner> = Vec::new();
     let mut jobs: Vec<Job> = Vec::new();
-    // The config loaded last (classes, variant) and its model index per path.
-    type Loaded = ((usize, Variant), Vec<(PathChoice, usize)>);
+    // The config loaded last (classes, variant), its model index per path, and the index of its
+    // CPU engine: timed on the engine path, the reference the candle path is checked against.
+    type Loaded = ((usize, Variant), Vec<(PathChoice, usize)>, usize);
     let mut loaded: Option<Loaded> = None;
     for (ci, case) in cases.iter().enumerate() {
         let key = (case.cfg.num_classes(), case.cfg.variant);
@@ -288,29 +289,32 @@ fn latency(args: &Args) -> anyhow::Result<()> {
             pb.set_message(format!("loading {}", case.name));
             // Generated on the CPU (the same values whatever the device), then moved.
             let mut map = weights::random_tensors(&case.cfg, args.seed, &Device::Cpu)?;
+            models.push(Runner::Engine(EngineModel::load(&case.cfg, &map, threads)?));
+            let engine = models.len() - 1;
             let mut here = Vec::new();
             for &path in &paths {
-                let r = match path {
-                    PathChoice::Engine => {
-                        Runner::Engine(EngineModel::load(&case.cfg, &map, threads)?)
+                if path == PathChoice::Engine {
+                    here.push((path, engine));
+                    continue;
+                }
+                if on_gpu {
+                    for t in map.values_mut() {
+                        *t = t.to_device(&dev)?;
                     }
-                    _ => {
-                        if on_gpu {
-                            for t in map.values_mut() {
-                                *t = t.to_device(&dev)?;
-                            }
-                        }
-                        Runner::Candle(InferenceModel::from_tensors(&case.cfg, &map, None, &dev)?)
-                    }
-                };
-                models.push(r);
+                }
+                models.push(Runner::Candle(InferenceModel::from_tensors(
+                    &case.cfg, &map, None, &dev,
+                )?));
                 here.push((path, models.len() - 1));
             }
-            loaded = Some((key, here));
+            loaded = Some((key, here, engine));
         }
-        let here = &loaded.as_ref().context("models")?.1;
+        let (_, here, engine) = loaded.as_ref().context("models")?;
         let sel = Selection::from_indices(&case.cfg, &case.active)?;
         let macs = conv_linear_macs(&case.cfg, &sel)? as f64;
+        let Runner::Engine(reference) = &models[*engine] else {
+            anyhow::bail!("internal: model {engine} is not the CPU engine");
+        };
         for &(path, mi) in here {
             let mut job = Job {
                 case: ci,
@@ -327,7 +331,7 @@ fn latency(args: &Args) -> anyhow::Result<()> {
             };
             if let Runner::Candle(m) = &models[mi] {
                 pb.set_message(format!("checking {}", case.name));
-                job.diff = Some(diff_vs_cpu(m, &x, case, &sel, &img, args)?);
+                job.diff = Some(diff_vs_cpu(m, reference, &x, case, &sel, &img)?);
                 if on_gpu && !args.cuda_untuned {
                     let (g, d) = make_graph(m, &x, &sel)?;
                     job.graph = Some(g);
@@ -756,19 +760,17 @@ fn device_name(dev: &Device) -> String {
     }
 }
 
-/// Run `m` (the candle path, on any device) once and the CPU engine on the same weights and input; the largest
-/// absolute difference of their logits.
+/// Run `m` (the candle path, on any device) and the CPU engine on the same weights and input
+/// once; the largest absolute difference of their logits.
 fn diff_vs_cpu(
     m: &InferenceModel,
+    cpu_model: &EngineModel,
     x: &Tensor,
     case: &Case,
     sel: &Selection,
     img: &[f32],
-    args: &Args,
 ) -> anyhow::Result<f64> {
     let gpu: Vec<f32> = m.forward(x, sel, &[])?.flatten_all()?.to_vec1()?;
-    let map = weights::random_tensors(&case.cfg, args.seed, &Device::Cpu)?;
-    let cpu_model = EngineModel::load(&case.cfg, &map, args.threads.unwrap_or(2))?;
     let gains = vec![1.0f32; case.cfg.num_classes()];
     let cpu = cpu_model.forward_image(img, &case.active, &gains)?;
     anyhow::ensure!(

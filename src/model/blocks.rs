@@ -203,22 +203,27 @@ impl FoldedConv {
     }
 }
 
-/// Whether CUDA inference convs end with [`super::cuda_conv::bias_residual_act`] (bias,
-/// residual and ReLU in one kernel) rather than three candle ops. `HLFP_CUDA_EPILOGUE=unfused`
-/// picks candle's ops, to compare the two in one build.
+/// Whether the environment variable `var` is unset or set to anything but `off_value`, read once
+/// per variable. The CUDA inference path's A/B switches: `HLFP_CUDA_EPILOGUE=unfused` runs bias,
+/// residual and ReLU as three candle ops instead of [`super::cuda_conv::bias_residual_act`];
+/// `HLFP_CUDA_CONV=candle` runs kxk convs with candle's `conv2d` (one per group) instead of
+/// [`super::cuda_conv`] (one im2col and one GEMM per layer for all groups). Both compare the two
+/// in one build.
+#[cfg(feature = "cuda")]
+fn cuda_switch_on(var: &'static str, off_value: &str, cell: &std::sync::OnceLock<bool>) -> bool {
+    *cell.get_or_init(|| std::env::var(var).map_or(true, |v| v != off_value))
+}
+
 #[cfg(feature = "cuda")]
 fn fused_cuda_epilogue() -> bool {
     static FUSED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *FUSED.get_or_init(|| std::env::var("HLFP_CUDA_EPILOGUE").map_or(true, |v| v != "unfused"))
+    cuda_switch_on("HLFP_CUDA_EPILOGUE", "unfused", &FUSED)
 }
 
-/// Whether kxk inference convs on CUDA use [`super::cuda_conv`] (one im2col and one GEMM per
-/// layer for all groups) rather than candle's `conv2d` (one per group). `HLFP_CUDA_CONV=candle`
-/// picks candle's, to compare the two in one build.
 #[cfg(feature = "cuda")]
 fn own_cuda_conv() -> bool {
     static OWN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *OWN.get_or_init(|| std::env::var("HLFP_CUDA_CONV").map_or(true, |v| v != "candle"))
+    cuda_switch_on("HLFP_CUDA_CONV", "candle", &OWN)
 }
 
 /// The inference convolution: [`conv`], except square kxk f32 convs on CUDA.

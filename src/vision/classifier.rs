@@ -202,26 +202,25 @@ fn graph_forward(
         return Ok(None);
     }
     let key = (active.to_vec(), gains.iter().map(|g| g.to_bits()).collect());
-    if !graphs.by_key.contains_key(&key) {
-        if graphs.by_key.len() >= MAX_GRAPHS {
-            graphs.by_key.clear();
-        }
-        match crate::gpu::GraphForward::capture(x, |t| m.forward(t, sel, gains)) {
-            Ok(g) => {
-                graphs.by_key.insert(key.clone(), g);
-            }
-            Err(e) => {
-                // Bad input fails the eager pass too: report that, keep graphs for good input.
-                let eager = m.forward(x, sel, gains)?;
-                tracing::warn!("CUDA graph capture failed, running eagerly from now on: {e}");
-                graphs.disabled = true;
-                return Ok(Some(eager));
-            }
-        }
+    if let Some(g) = graphs.by_key.get(&key) {
+        return g.run(x).map(Some);
     }
-    match graphs.by_key.get(&key) {
-        Some(g) => g.run(x).map(Some),
-        None => Ok(None),
+    if graphs.by_key.len() >= MAX_GRAPHS {
+        graphs.by_key.clear();
+    }
+    match crate::gpu::GraphForward::capture(x, |t| m.forward(t, sel, gains)) {
+        Ok(g) => {
+            let y = g.run(x)?;
+            graphs.by_key.insert(key, g);
+            Ok(Some(y))
+        }
+        Err(e) => {
+            // Bad input fails the eager pass too: report that, keep graphs for good input.
+            let eager = m.forward(x, sel, gains)?;
+            tracing::warn!("CUDA graph capture failed, running eagerly from now on: {e}");
+            graphs.disabled = true;
+            Ok(Some(eager))
+        }
     }
 }
 
