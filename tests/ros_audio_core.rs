@@ -25,6 +25,9 @@ fn mapping(labels: &[&str]) -> CueConfig {
     )))
     .unwrap();
     cfg.cues.retain(|k, _| labels.contains(&k.as_str()));
+    cfg.detector
+        .label_thresholds
+        .retain(|k, _| labels.contains(&k.as_str()));
     cfg
 }
 
@@ -254,11 +257,13 @@ fn node_parameters_replace_the_mapping_files_detector_settings() {
     );
     assert_eq!((d.hop_frames, d.smoothing_windows), (10, 3));
 
-    // The defaults match the shipped mapping file's detector, so the node and `hlfp listen`
-    // detect the same sounds out of the box.
+    // The defaults keep the shipped mapping file's thresholds, per label, so the node and
+    // `hlfp listen` detect the same sounds out of the box.
     let shipped = mapping(&["cat", "dog", "chainsaw"]).detector;
+    assert!(!shipped.label_thresholds.is_empty());
     let d = detector_config(&shipped, &AudioNodeConfig::default());
     assert_eq!(d.default_thresholds, shipped.default_thresholds);
+    assert_eq!(d.label_thresholds, shipped.label_thresholds);
     assert_eq!(
         (d.hold_s, d.refractory_s, d.silence_rms_dbfs),
         (
@@ -267,6 +272,65 @@ fn node_parameters_replace_the_mapping_files_detector_settings() {
             shipped.silence_rms_dbfs
         )
     );
+}
+
+#[test]
+fn one_threshold_parameter_replaces_that_threshold_for_every_label_and_keeps_the_other() {
+    let file = DetectorConfig {
+        default_thresholds: Thresholds { on: 0.6, off: 0.4 },
+        label_thresholds: [
+            ("cat".to_string(), Thresholds { on: 0.5, off: 0.3 }),
+            ("dog".to_string(), Thresholds { on: 0.9, off: 0.8 }),
+        ]
+        .into_iter()
+        .collect(),
+        ..DetectorConfig::default()
+    };
+    let mut p = AudioNodeConfig::default();
+    p.apply("on_threshold", &ParamValue::Double(0.7)).unwrap();
+    let d = detector_config(&file, &p);
+    assert_eq!(d.default_thresholds, Thresholds { on: 0.7, off: 0.4 });
+    assert_eq!(d.label_thresholds["cat"], Thresholds { on: 0.7, off: 0.3 });
+    // dog's file `off` (0.8) is above the new `on`: the detector refuses that combination.
+    assert_eq!(d.label_thresholds["dog"], Thresholds { on: 0.7, off: 0.8 });
+    assert!(d.validate(&["cat".into(), "dog".into()]).is_err());
+
+    // Back to -1: the file's thresholds again.
+    p.apply("on_threshold", &ParamValue::Double(-1.0)).unwrap();
+    assert_eq!(
+        detector_config(&file, &p).label_thresholds,
+        file.label_thresholds
+    );
+    // Other negative values are refused, not read as -1.
+    assert!(p.apply("on_threshold", &ParamValue::Double(-0.5)).is_err());
+}
+
+#[test]
+fn a_threshold_update_that_conflicts_with_a_file_threshold_is_refused_and_changes_nothing() {
+    let mut c = core();
+    let before = (c.config().clone(), c.detector_config().clone());
+    // An `on` below every `off` of the mapping file leaves the labels with off > on.
+    let lowest_off = std::iter::once(c.detector_config().default_thresholds.off)
+        .chain(c.detector_config().label_thresholds.values().map(|t| t.off))
+        .fold(f32::INFINITY, f32::min);
+    assert!(lowest_off > 0.0);
+    let err = c
+        .apply_param("on_threshold", &ParamValue::Double(lowest_off as f64 / 2.0))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("off <= on"), "{err}");
+    assert_eq!((c.config().clone(), c.detector_config().clone()), before);
+    assert_eq!(c.counters.detector_rebuilds, 0);
+    // Setting both at once for every label is fine.
+    c.apply_param("off_threshold", &ParamValue::Double(0.1))
+        .unwrap();
+    c.apply_param("on_threshold", &ParamValue::Double(0.2))
+        .unwrap();
+    assert_eq!(
+        c.detector_config().default_thresholds,
+        Thresholds { on: 0.2, off: 0.1 }
+    );
+    assert!(c.detector_config().label_thresholds.is_empty());
 }
 
 #[test]

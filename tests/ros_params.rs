@@ -31,7 +31,8 @@ fn the_committed_params_file_parses_for_both_nodes() {
     let a = AudioNodeConfig::from_params_yaml(GUIDED_YAML).unwrap();
     assert_eq!(a.input, AudioInput::Mic);
     assert_eq!(a.sample_rate_hz, 16_000);
-    assert_eq!((a.on_threshold, a.off_threshold), (0.6, 0.4));
+    // -1: the mapping file's per-label thresholds.
+    assert_eq!((a.on_threshold, a.off_threshold), (-1.0, -1.0));
     assert_eq!(a.model_path, "models/audio_cues.safetensors");
     assert_eq!(a.mapping_file, "config/cues.toml");
     // The file and the built-in defaults agree.
@@ -119,7 +120,9 @@ fn bad_values_in_the_file_are_errors_naming_the_parameter() {
             "{to}: error {err:?} does not name {name}"
         );
     }
-    let text = GUIDED_YAML.replace("off_threshold: 0.4", "off_threshold: 0.9");
+    let text = GUIDED_YAML
+        .replace("on_threshold: -1.0", "on_threshold: 0.6")
+        .replace("off_threshold: -1.0", "off_threshold: 0.9");
     let err = AudioNodeConfig::from_params_yaml(&text)
         .unwrap_err()
         .to_string();
@@ -230,6 +233,8 @@ fn pairs_round_trip_for_both_configs() {
 #[test]
 fn audio_updates() {
     let mut a = AudioNodeConfig::default();
+    a.apply_runtime("off_threshold", &ParamValue::Double(0.4))
+        .unwrap();
     a.apply_runtime("on_threshold", &ParamValue::Double(0.8))
         .unwrap();
     let before = a.clone();

@@ -82,25 +82,24 @@ fn main() -> anyhow::Result<()> {
     let mapping_path = resolve_share_path(PACKAGE, &config.mapping_file);
     let mapping = CueConfig::load(&mapping_path)
         .with_context(|| format!("reading mapping_file {}", mapping_path.display()))?;
-    if !mapping.detector.label_thresholds.is_empty() {
-        tracing::warn!(
-            "{}: per-label thresholds for {:?} are replaced by the on_threshold/off_threshold \
-             parameters",
-            mapping_path.display(),
-            mapping.detector.label_thresholds.keys().collect::<Vec<_>>()
-        );
-    }
     let visual_classes: Vec<String> = DATA_VISUAL_CLASSES.iter().map(|s| s.to_string()).collect();
     let scorer: Scorer = Box::new(classifier);
     let core = Arc::new(Mutex::new(
         AudioCore::new(config.clone(), &mapping, &visual_classes, scorer)
             .with_context(|| format!("mapping_file {}", mapping_path.display()))?,
     ));
-    tracing::info!(
-        "audio_cue_node: labels {:?}, input {}",
-        lock(&core).labels(),
-        config.input
-    );
+    {
+        let core = lock(&core);
+        let det = core.detector_config();
+        tracing::info!(
+            "audio_cue_node: labels {:?}, input {}, thresholds on/off: default {}/{}, per label {:?}",
+            core.labels(),
+            config.input,
+            det.default_thresholds.on,
+            det.default_thresholds.off,
+            det.label_thresholds
+        );
+    }
 
     let shared = SharedParams::new(config.clone());
     let params = shared.config.clone();

@@ -10,7 +10,7 @@ use super::convert::{
     classification_msg, diagnostic_array, diagnostic_status, s16le_mono, RejectionCounter,
 };
 use super::msgs::{AudioDataStamped, Classification, DiagnosticArray, DiagnosticStatus, Header};
-use super::params::{AudioNodeConfig, NodeParams, ParamError, ParamValue};
+use super::params::{AudioNodeConfig, NodeParams, ParamError, ParamValue, FILE_THRESHOLDS};
 use crate::audio::cues::{CueConfig, CueMap};
 use crate::audio::detector::{DetectorConfig, SoundEvent, Thresholds, WindowScorer};
 use crate::audio::features::LogMelConfig;
@@ -23,17 +23,32 @@ use std::sync::{Arc, Mutex};
 pub const RATE_RANGE_HZ: std::ops::RangeInclusive<u32> = 8_000..=192_000;
 
 /// The detector settings the node runs: the mapping file's `[detector]` section with the node
-/// parameters in place of what they define. The on/off thresholds apply to every label (the
-/// file's per-label thresholds are dropped, so `ros2 param set on_threshold` always takes
-/// effect); `hold_ms`, `refractory_ms` and `rms_gate_dbfs` replace `hold_s`, `refractory_s` and
-/// `silence_rms_dbfs`; the window hop and the smoothing stay the file's.
+/// parameters in place of what they define. `on_threshold` and `off_threshold` each replace
+/// that threshold for every label, or keep the file's (default and per label) when they are
+/// [`FILE_THRESHOLDS`]; `hold_ms`, `refractory_ms` and `rms_gate_dbfs` replace `hold_s`,
+/// `refractory_s` and `silence_rms_dbfs`; the window hop and the smoothing stay the file's.
+/// The result is checked when a pipeline is built from it (e.g. an `off_threshold` above a
+/// label's file `on` is refused there).
 pub fn detector_config(file: &DetectorConfig, params: &AudioNodeConfig) -> DetectorConfig {
+    let set = |x: f64| (x != FILE_THRESHOLDS).then_some(x as f32);
+    let (on, off) = (set(params.on_threshold), set(params.off_threshold));
+    let apply = |t: &Thresholds| Thresholds {
+        on: on.unwrap_or(t.on),
+        off: off.unwrap_or(t.off),
+    };
+    // A threshold set for every label makes the per-label entries that only differed in it
+    // redundant; keep the map only while some per-label value is still the file's.
+    let label_thresholds = if on.is_some() && off.is_some() {
+        BTreeMap::new()
+    } else {
+        file.label_thresholds
+            .iter()
+            .map(|(k, t)| (k.clone(), apply(t)))
+            .collect()
+    };
     DetectorConfig {
-        default_thresholds: Thresholds {
-            on: params.on_threshold as f32,
-            off: params.off_threshold as f32,
-        },
-        label_thresholds: BTreeMap::new(),
+        default_thresholds: apply(&file.default_thresholds),
+        label_thresholds,
         hold_s: params.hold_ms as f64 / 1000.0,
         refractory_s: params.refractory_ms as f64 / 1000.0,
         silence_rms_dbfs: params.rms_gate_dbfs as f32,

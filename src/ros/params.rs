@@ -743,12 +743,14 @@ pub struct AudioNodeConfig {
     /// `model_path`: the sound classifier's weights (labels and window in its metadata).
     pub model_path: String,
     /// `mapping_file`: sound label to visual classes, with detector settings (`config/cues.toml`
-    /// format). The parameters below replace that file's thresholds (for every label), hold,
-    /// refractory and silence gate; its window hop and smoothing stay.
+    /// format). The parameters below replace that file's hold, refractory and silence gate, and
+    /// its thresholds when set; its window hop and smoothing stay.
     pub mapping_file: String,
-    /// `on_threshold`: smoothed score at which a sound event starts.
+    /// `on_threshold`: smoothed score at which a sound event starts, for every label; or
+    /// [`FILE_THRESHOLDS`] (-1): the mapping file's, per label.
     pub on_threshold: f64,
-    /// `off_threshold`: score below which it ends (hysteresis; at most `on_threshold`).
+    /// `off_threshold`: score below which it ends (hysteresis; at most every label's `on`), for
+    /// every label; or [`FILE_THRESHOLDS`] (-1): the mapping file's, per label.
     pub off_threshold: f64,
     /// `hold_ms`: an event lasts at least this long.
     pub hold_ms: u64,
@@ -767,14 +769,18 @@ impl Default for AudioNodeConfig {
             channels: 1,
             model_path: "models/audio_cues.safetensors".into(),
             mapping_file: "config/cues.toml".into(),
-            on_threshold: 0.6,
-            off_threshold: 0.4,
+            on_threshold: FILE_THRESHOLDS,
+            off_threshold: FILE_THRESHOLDS,
             hold_ms: 500,
             refractory_ms: 1000,
             rms_gate_dbfs: -55.0,
         }
     }
 }
+
+/// The value of `on_threshold` / `off_threshold` that keeps the mapping file's thresholds, per
+/// label (a ROS parameter cannot be unset, and a params file lists every parameter).
+pub const FILE_THRESHOLDS: f64 = -1.0;
 
 const AUDIO_PARAMS: &[&str] = &[
     "input",
@@ -820,8 +826,12 @@ impl NodeParams for AudioNodeConfig {
             "mapping_file" => self.mapping_file = get_string(name, v)?,
             "on_threshold" | "off_threshold" => {
                 let x = get_f64(name, v)?;
-                if !(0.0..=1.0).contains(&x) {
-                    return Err(invalid(name, v, "expected a score in [0, 1]"));
+                if !(0.0..=1.0).contains(&x) && x != FILE_THRESHOLDS {
+                    return Err(invalid(
+                        name,
+                        v,
+                        "expected a score in [0, 1] for every label, or -1 for the mapping file's per-label thresholds",
+                    ));
                 }
                 if name == "on_threshold" {
                     self.on_threshold = x;
@@ -849,7 +859,9 @@ impl NodeParams for AudioNodeConfig {
     }
 
     fn check(&self) -> std::result::Result<(), ParamError> {
-        if self.off_threshold > self.on_threshold {
+        // With one of them -1 the per-label check happens where the mapping file is known
+        // (`hlfp::ros::audio_core::detector_config` and the detector's own validation).
+        if self.on_threshold >= 0.0 && self.off_threshold > self.on_threshold {
             return Err(ParamError::Inconsistent {
                 reason: format!(
                     "off_threshold = {} is above on_threshold = {}: expected off_threshold <= on_threshold (hysteresis)",
