@@ -1,12 +1,12 @@
 //! Training throughput: one conv layer's forward+backward through candle's `conv2d` vs the
 //! im2col+matmul op, and whole training steps of HLFP-small (median of several steps).
 //!
-//! `cargo run --release --example train_step_speed -- [width] [input] [batch]`
+//! `cargo run --release --example train_step_speed -- [width] [input] [batch] [f32|bf16]`
 use candle_core::{Device, Tensor, Var};
 use hlfp::data::loader::Batch;
 use hlfp::model::im2col::conv_im2col;
 use hlfp::model::{ModelConfig, Variant};
-use hlfp::train::{OptimizerConfig, TrainConfig, Trainer};
+use hlfp::train::{OptimizerConfig, Precision, TrainConfig, Trainer};
 use std::time::Instant;
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -32,6 +32,7 @@ fn main() -> anyhow::Result<()> {
     let width: f64 = args.first().map_or(Ok(0.25), |s| s.parse())?;
     let input: usize = args.get(1).map_or(Ok(96), |s| s.parse())?;
     let batch: usize = args.get(2).map_or(Ok(32), |s| s.parse())?;
+    let precision: Precision = args.get(3).map_or(Ok(Precision::F32), |s| s.parse())?;
     let dev = Device::Cpu;
     if std::env::var_os("NO_MALLOPT").is_none() {
         println!("allocator tuned: {}", hlfp::alloc::retain_freed_memory());
@@ -72,6 +73,7 @@ fn main() -> anyhow::Result<()> {
         label_smoothing: 0.1,
         weight_decay: 0.05,
         seed: 0,
+        precision,
     };
     let mut trainer = Trainer::new(cfg, tc, &dev)?;
     let images: Vec<f32> = (0..batch * 3 * input * input)

@@ -1,5 +1,6 @@
 //! The CUDA path: the inference convolution (one im2col launch + one batched GEMM for all
-//! groups) against the CPU's im2col convolution, and CUDA-graph replay against eager passes.
+//! groups) against the CPU's im2col convolution, CUDA-graph replay against eager passes, and
+//! bf16 mixed-precision training steps.
 //! Built only with `--features cuda`; each test skips, saying so, where no GPU is present (CI
 //! has none).
 #![cfg(feature = "cuda")]
@@ -210,4 +211,70 @@ fn fused_epilogue_equals_bias_add_residual_relu() {
     let y = tensor(&[1, 4, 3, 3], 0).to_device(&dev).unwrap();
     let bias = tensor(&[1, 3, 1, 1], 0).to_device(&dev).unwrap();
     assert!(bias_residual_act(y, &bias, None, true).is_err());
+}
+
+#[test]
+fn bf16_mixed_precision_training_steps_on_cuda_track_f32_and_learn() {
+    use hlfp::data::loader::Batch;
+    use hlfp::model::{ModelConfig, Variant};
+    use hlfp::train::{OptimizerConfig, Precision, TrainConfig, Trainer};
+    let Some(dev) = gpu() else { return };
+    let model = ModelConfig {
+        input_size: 32,
+        width: 0.125,
+        ..ModelConfig::new(Variant::HlfpSmall, 3)
+    };
+    let recipe = |precision| TrainConfig {
+        epochs: 100,
+        steps_per_epoch: 2,
+        optimizer: OptimizerConfig::adamw(),
+        lr: 3e-3,
+        min_lr: 0.0,
+        warmup_epochs: 0.0,
+        label_smoothing: 0.1,
+        weight_decay: 1e-4,
+        seed: 5,
+        precision,
+    };
+    // Label = the channel holding a bright square.
+    let n = 12;
+    let plane = 32 * 32;
+    let labels: Vec<u32> = (0..n as u32).map(|i| i % 3).collect();
+    let images: Vec<f32> = (0..n * 3 * plane)
+        .map(|j| {
+            let (b, c, p) = (j / (3 * plane), (j / plane) % 3, j % plane);
+            let (y, x) = (p / 32, p % 32);
+            let inside = (8..24).contains(&y) && (8..24).contains(&x);
+            let noise = ((j * 7919) % 2001) as f32 / 1000.0 - 1.0;
+            noise
+                + if inside && c == labels[b] as usize {
+                    2.0
+                } else {
+                    0.0
+                }
+        })
+        .collect();
+    let batch = Batch {
+        images,
+        labels,
+        indices: (0..n).collect(),
+        skipped: vec![],
+        input_size: 32,
+    };
+    let mut full = Trainer::new(model.clone(), recipe(Precision::F32), &dev).unwrap();
+    let mut mixed = Trainer::new(model, recipe(Precision::Bf16), &dev).unwrap();
+    let l32 = full.train_step(&batch).unwrap().loss;
+    let first = mixed.train_step(&batch).unwrap().loss;
+    assert!(
+        (l32 - first).abs() < 0.02 * l32.abs(),
+        "f32 {l32} vs bf16 {first}"
+    );
+    let mut last = first;
+    for _ in 0..7 {
+        last = mixed.train_step(&batch).unwrap().loss;
+    }
+    assert!(last < 0.7 * first, "bf16 on CUDA: loss {first} -> {last}");
+    for (name, t) in mixed.model().named_tensors() {
+        assert_eq!(t.dtype(), candle_core::DType::F32, "{name}");
+    }
 }

@@ -6,7 +6,7 @@ use hlfp::data::image_folder::{read_class_list, ImageFolder, Verify};
 use hlfp::data::loader::{BatchLoader, LoaderConfig, Transform};
 use hlfp::model::{ModelConfig, Variant};
 use hlfp::train::trainer::{init_tensors, merge_pretrained};
-use hlfp::train::{Checkpoint, OptimizerConfig, TrainConfig, Trainer};
+use hlfp::train::{Checkpoint, OptimizerConfig, Precision, TrainConfig, Trainer};
 use hlfp::vision::augment::{AugmentConfig, RandAugmentConfig};
 use hlfp::vision::preprocess::PreprocessConfig;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -105,6 +105,11 @@ pub struct Args {
     /// Device: cpu or cuda:N (needs the `cuda` feature).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Convolution precision: f32, or bf16 (mixed precision: bf16 convs on f32 master weights,
+    /// f32 BatchNorm and loss; for CUDA, where tensor cores run it; the CPU only emulates it).
+    /// Ignored with --resume (the checkpoint's is kept).
+    #[arg(long, default_value = "f32")]
+    pub precision: Precision,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -190,7 +195,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             label_smoothing: args.label_smoothing,
             weight_decay: args.weight_decay,
             seed: args.seed,
+            precision: args.precision,
         };
+        if args.precision != Precision::F32 && dev.is_cpu() {
+            tracing::warn!(
+                "--precision {}: candle's CPU backend emulates it, so this run is slower than f32; mixed precision is for CUDA",
+                args.precision
+            );
+        }
         let mut init = init_tensors(&model_cfg, args.seed, &dev)?;
         if let Some(p) = &args.init_trunk {
             let pre = candle_core::safetensors::load(p, &dev)

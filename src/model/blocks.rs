@@ -124,11 +124,40 @@ pub struct ConvBn {
     pub groups: usize,
     /// Whether the conv is grouped over branches (so a cutout sets groups = active branches).
     pub grouped: bool,
+    /// The dtype the convolution computes in (mixed precision): F32, or BF16/F16 with the
+    /// input and the f32 weight cast down for the conv and its output cast back to f32 for
+    /// BatchNorm, as autocast does. Gradients flow back through the casts to the f32 weight.
+    pub compute: DType,
 }
 
 impl ConvLayer for ConvBn {
     fn run(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
-        let y = conv(x, &self.weight, self.pad, self.stride, self.groups)?;
+        let f = self.bn.running_mean().dtype();
+        let c = self.compute;
+        let y = if c == x.dtype() && c == self.weight.dtype() {
+            conv(x, &self.weight, self.pad, self.stride, self.groups)?
+        } else if x.device().is_cpu() {
+            // candle's CPU backend has no bf16 GEMM: round the operands and the result to
+            // `c` around an f32 conv (what tensor cores do: low-precision inputs, f32
+            // accumulation). The casts' backward rounds the gradients the same way.
+            let round = |t: &Tensor| t.to_dtype(c)?.to_dtype(f);
+            round(&conv(
+                &round(x)?,
+                &round(&self.weight)?,
+                self.pad,
+                self.stride,
+                self.groups,
+            )?)?
+        } else {
+            conv(
+                &x.to_dtype(c)?,
+                &self.weight.to_dtype(c)?,
+                self.pad,
+                self.stride,
+                self.groups,
+            )?
+            .to_dtype(f)?
+        };
         self.bn.forward_t(&y, train)
     }
 
@@ -153,6 +182,7 @@ impl ConvLayer for ConvBn {
             pad: self.pad,
             groups: if self.grouped { units.len() } else { 1 },
             grouped: self.grouped,
+            compute: self.compute,
         })
     }
 }

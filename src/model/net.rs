@@ -336,6 +336,17 @@ impl HlfpModel {
     /// Build the model from `vb` using the names of docs/WEIGHTS.md. With a `VarMap`, missing
     /// tensors are created (Kaiming-normal convs, BN weight 1 / bias 0, running stats 0 / 1).
     pub fn load(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
+        Self::load_mixed(cfg, vb, DType::F32)
+    }
+
+    /// [`Self::load`] with the convolutions computing in `compute` (mixed precision: BF16 or
+    /// F16 convs on f32 weights, BatchNorm, head and loss in f32; see [`ConvBn::compute`]).
+    pub fn load_mixed(cfg: &ModelConfig, vb: VarBuilder, compute: DType) -> Result<Self> {
+        if !matches!(compute, DType::F32 | DType::BF16 | DType::F16) {
+            return Err(Error::Config(format!(
+                "convolutions can compute in f32, bf16 or f16, not {compute:?}"
+            )));
+        }
         let spec = NetSpec::new(cfg)?;
         let conv = |d: &ConvDesc| -> Result<ConvBn> {
             let weight = vb
@@ -359,6 +370,7 @@ impl HlfpModel {
                 pad: d.pad,
                 groups,
                 grouped: d.grouped,
+                compute,
             })
         };
         let block = |b: &super::spec::BlockDesc| -> Result<Block<ConvBn>> {

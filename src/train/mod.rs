@@ -10,4 +10,4 @@ pub mod trainer;
 pub use checkpoint::{Checkpoint, TrainState};
 pub use optim::{Optimizer, OptimizerConfig};
 pub use schedule::{label_smoothing_cross_entropy, LrSchedule};
-pub use trainer::{EpochMetrics, StepInfo, TrainConfig, Trainer};
+pub use trainer::{EpochMetrics, Precision, StepInfo, TrainConfig, Trainer};

@@ -38,6 +38,60 @@ pub struct TrainConfig {
     pub weight_decay: f64,
     /// Seed of the initialization (the loader has its own).
     pub seed: u64,
+    /// Precision of the convolutions (weights, optimizer state, BatchNorm and loss stay f32).
+    #[serde(default)]
+    pub precision: Precision,
+}
+
+/// What the convolutions of a training run compute in. Weights, optimizer state, BatchNorm,
+/// the head and the loss are f32 in both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// Everything in f32.
+    #[default]
+    F32,
+    /// Mixed precision: convolutions (forward and backward GEMMs) in bfloat16 on f32 master
+    /// weights, like PyTorch's autocast with bf16. bf16 has f32's exponent range, so no loss
+    /// scaling is needed. Meant for CUDA (tensor cores); on the CPU, which has no bf16 GEMM in
+    /// candle, it is emulated (operands and results rounded to bf16 around f32 convs), slower
+    /// than f32 and useful for tests only.
+    Bf16,
+}
+
+impl Precision {
+    /// The dtype the convolutions compute in.
+    pub fn dtype(self) -> DType {
+        match self {
+            Precision::F32 => DType::F32,
+            Precision::Bf16 => DType::BF16,
+        }
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" | "fp32" => Ok(Precision::F32),
+            "bf16" => Ok(Precision::Bf16),
+            "f16" | "fp16" => Err(Error::Config(
+                "precision f16 would need loss scaling, which hlfp train does not do; use bf16 (same speed on tensor cores, f32's range)".into(),
+            )),
+            other => Err(Error::Config(format!(
+                "unknown precision {other:?}: expected f32 or bf16"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+        })
+    }
 }
 
 impl TrainConfig {
@@ -225,9 +279,10 @@ impl Trainer {
         }
         let expected = NetSpec::new(&model_cfg)?.tensors().len();
         let have = varmap.data().lock().map(|d| d.len()).unwrap_or(0);
-        let model = HlfpModel::load(
+        let model = HlfpModel::load_mixed(
             &model_cfg,
             VarBuilder::from_varmap(&varmap, DType::F32, device),
+            cfg.precision.dtype(),
         )?;
         if have != expected {
             return Err(Error::Weights {
