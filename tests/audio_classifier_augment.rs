@@ -81,8 +81,8 @@ fn mixing_and_noise_hit_the_requested_snr() -> anyhow::Result<()> {
     let mut silent = vec![0.0; 100];
     assert_eq!(mix_at_snr(&mut silent, &other[..100], 10.0)?, 0.0);
     assert!(silent.iter().all(|&v| v == 0.0));
-    assert!(mix_at_snr(&mut vec![0.1; 10], &[0.1; 9], 0.0).is_err());
-    assert!(mix_at_snr(&mut vec![0.1; 10], &[0.1; 10], f32::NAN).is_err());
+    assert!(mix_at_snr(&mut [0.1; 10], &[0.1; 9], 0.0).is_err());
+    assert!(mix_at_snr(&mut [0.1; 10], &[0.1; 10], f32::NAN).is_err());
     Ok(())
 }
 

@@ -124,9 +124,8 @@ impl DetectorConfig {
                 "thresholds for unknown sound labels {unknown:?}; the scorer's labels are {labels:?}"
             ));
         }
-        if !(self.hold_s >= 0.0 && self.hold_s.is_finite())
-            || !(self.refractory_s >= 0.0 && self.refractory_s.is_finite())
-        {
+        let non_negative = |s: f64| s.is_finite() && s >= 0.0;
+        if !non_negative(self.hold_s) || !non_negative(self.refractory_s) {
             return bad("hold_s and refractory_s must be finite and >= 0".into());
         }
         if !self.silence_rms_dbfs.is_finite() {

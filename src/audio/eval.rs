@@ -292,6 +292,9 @@ fn rms(x: &[f32]) -> f64 {
     (x.iter().map(|&s| s as f64 * s as f64).sum::<f64>() / x.len() as f64).sqrt()
 }
 
+/// Where [`mix_scene`] put one target: `(start_s, label, len_s)`.
+pub type Placement = (f64, String, f64);
+
 /// Mix `targets` into `background` (samples at `rate_hz`) every `spacing_s`, each scaled to
 /// `snr_db` against the background RMS under it; returns the mix and each insertion's
 /// `(start_s, label, len_s)`.
@@ -300,7 +303,7 @@ pub fn mix_scene(
     targets: &[TargetClip],
     rate_hz: u32,
     cfg: &LatencyConfig,
-) -> Result<(Vec<f32>, Vec<(f64, String, f64)>)> {
+) -> Result<(Vec<f32>, Vec<Placement>)> {
     let mut mix = background.to_vec();
     let mut placed = Vec::new();
     let r = rate_hz as f64;

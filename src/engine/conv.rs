@@ -140,6 +140,7 @@ impl FoldedConv {
 
     /// Convolve one image `x: [in_c, h*w]` into `out: [out_c, ho*wo]` (resized as needed), then
     /// add the bias and `residual` (same shape as `out`) and apply ReLU, in one pass.
+    #[allow(clippy::too_many_arguments)]
     pub fn forward_into(
         &self,
         x: &[f32],

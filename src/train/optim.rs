@@ -75,7 +75,7 @@ impl Optimizer {
         weight_decay: f64,
         mut params: Vec<(String, Var)>,
     ) -> Result<Self> {
-        if !(weight_decay >= 0.0) {
+        if weight_decay.is_nan() || weight_decay < 0.0 {
             return Err(Error::Config(format!(
                 "weight decay must be >= 0, got {weight_decay}"
             )));

@@ -107,7 +107,8 @@ impl TrainConfig {
 
     fn validate(&self) -> Result<()> {
         if self.steps_per_epoch == 0
-            || !(self.lr > 0.0)
+            || self.lr.is_nan()
+            || self.lr <= 0.0
             || !(0.0..1.0).contains(&self.label_smoothing)
         {
             return Err(Error::Config(format!(

@@ -121,7 +121,8 @@ impl AugmentConfig {
         if let Some(ra) = &self.rand_augment {
             if !(0.0..=1.0).contains(&ra.op_prob)
                 || !ra.magnitude.is_finite()
-                || !(ra.magnitude_std >= 0.0)
+                || ra.magnitude_std.is_nan()
+                || ra.magnitude_std < 0.0
             {
                 return bad(format!("bad RandAugment settings {ra:?}"));
             }
@@ -129,12 +130,12 @@ impl AugmentConfig {
         if let Some(cj) = &self.color_jitter {
             if [cj.brightness, cj.contrast, cj.saturation]
                 .iter()
-                .any(|s| !(*s >= 0.0))
+                .any(|s| s.is_nan() || *s < 0.0)
             {
                 return bad(format!("colour jitter strengths must be >= 0, got {cj:?}"));
             }
         }
-        if self.std.iter().any(|s| !(*s > 0.0)) {
+        if self.std.iter().any(|s| s.is_nan() || *s <= 0.0) {
             return bad(format!("augment std {:?} must be > 0", self.std));
         }
         Ok(())
@@ -199,7 +200,7 @@ pub fn adjust_sharpness(img: &mut RgbImage, factor: f32) {
         return;
     }
     let src = img.as_raw().clone();
-    let out: &mut [u8] = &mut **img;
+    let out: &mut [u8] = img;
     for y in 1..h - 1 {
         for x in 1..w - 1 {
             for c in 0..3 {
