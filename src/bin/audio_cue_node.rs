@@ -16,7 +16,7 @@ use hlfp::ros::audio_core::{AudioCore, AudioOutput};
 use hlfp::ros::msgs::{AudioDataStamped, Classification, Header, RosMessage};
 use hlfp::ros::params::{AudioInput, AudioNodeConfig};
 use hlfp::ros::r2r_glue::{
-    diagnostics_to_r2r, resolve_share_path, stamp_now, startup_config, SharedParams,
+    diagnostics_to_r2r, resolve_share_path, stamp_now, start_node, startup_config, SharedParams,
 };
 use r2r::{PublisherUntyped, QosProfile};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -64,15 +64,7 @@ impl Outputs {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
-
-    let ctx = r2r::Context::create().context("creating the ROS context")?;
-    let mut node = r2r::Node::create(ctx, NODE, "").context("creating node audio_cue_node")?;
+    let mut node = start_node(NODE)?;
     let config: AudioNodeConfig = startup_config(&node).context("audio_cue_node parameters")?;
 
     // The classifier and the mapping, loaded and validated as `hlfp listen` does.

@@ -15,7 +15,7 @@ use hlfp::ros::msgs::{Classification, Header, LabelInfo, RosMessage};
 use hlfp::ros::params::VisionNodeConfig;
 use hlfp::ros::r2r_glue::{
     diagnostics_to_r2r, image_from_r2r, image_qos, latched_qos, resolve_share_path, stamp_now,
-    startup_config, SharedParams,
+    start_node, startup_config, SharedParams,
 };
 use hlfp::ros::vision_core::VisionCore;
 use hlfp::vision::classifier::VisionClassifier;
@@ -31,15 +31,7 @@ fn lock(core: &Mutex<VisionCore>) -> MutexGuard<'_, VisionCore> {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
-
-    let ctx = r2r::Context::create().context("creating the ROS context")?;
-    let mut node = r2r::Node::create(ctx, PACKAGE, "").context("creating node hlfp_node")?;
+    let mut node = start_node(PACKAGE)?;
 
     // Start-up parameters first: the class list they name is needed to check guidance updates.
     let config: VisionNodeConfig = startup_config(&node).context("hlfp_node parameters")?;

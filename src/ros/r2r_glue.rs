@@ -238,6 +238,22 @@ pub fn diagnostics_to_r2r(d: &msgs::DiagnosticArray) -> r2r::diagnostic_msgs::ms
     }
 }
 
+/// Start a node's process: log to stderr at `RUST_LOG` (default `info`), create the ROS context
+/// and the node `name`. The error says which step failed.
+pub fn start_node(name: &str) -> Result<r2r::Node, crate::Error> {
+    // A second call (e.g. from a test) keeps the first subscriber.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .try_init();
+    let ctx = r2r::Context::create()
+        .map_err(|e| crate::Error::Config(format!("creating the ROS context: {e}")))?;
+    r2r::Node::create(ctx, name, "")
+        .map_err(|e| crate::Error::Config(format!("creating node {name}: {e}")))
+}
+
 /// The config from the values given at start-up (`--params-file`, `-p name:=value`), which r2r
 /// loads into `Node::params` when the node is created. Unknown names (e.g. `use_sim_time`) are
 /// left to r2r.
