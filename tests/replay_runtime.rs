@@ -1,14 +1,15 @@
 //! Runtime behaviour outside the scripted replays: bad frames and classifier errors are counted
 //! and the run goes on, runtime control (guidance config, stop), and the file transports end to
-//! end (image folder in, JSON-lines cues from a reader, JSON-lines records to a file).
+//! end (image folder in, JSON-lines cues from a reader, JSON-lines records to a file), and the
+//! frame policies under a burst (latest frame vs every frame).
 
 use std::sync::Arc;
 
 use hlfp::guidance::{GuidanceConfig, Policy};
 use hlfp::pipeline::{
     ChannelCueSource, ChannelFrameSource, ChannelSink, Classified, Control, Frame, FrameClassifier,
-    ImageFolderSource, JsonLinesCueSource, JsonLinesSink, MonotonicClock, NoCues, Record, Runtime,
-    RuntimeConfig, ScriptedClock,
+    FramePolicy, ImageFolderSource, JsonLinesCueSource, JsonLinesSink, MonotonicClock, NoCues,
+    Record, Runtime, RuntimeConfig, ScriptedClock,
 };
 use tokio::sync::oneshot;
 
@@ -222,5 +223,80 @@ async fn image_folder_and_json_lines_transports_end_to_end() -> anyhow::Result<(
             assert!(x.top.len() <= 5);
         }
     }
+    Ok(())
+}
+
+/// [`Uniform`] that takes `ms` per frame, so frames pile up behind it.
+struct Slow {
+    inner: Uniform,
+    ms: u64,
+}
+
+impl FrameClassifier for Slow {
+    fn class_names(&self) -> &[String] {
+        self.inner.class_names()
+    }
+    fn classify(
+        &mut self,
+        frame: &Frame,
+        active: &[usize],
+        gains: &[f32],
+    ) -> hlfp::Result<Classified> {
+        std::thread::sleep(std::time::Duration::from_millis(self.ms));
+        self.inner.classify(frame, active, gains)
+    }
+}
+
+/// Ten frames sent at once to a 15 ms classifier under `policy`: the summary and the ids of the
+/// frames that got a result or an error.
+async fn burst(policy: FramePolicy) -> anyhow::Result<(hlfp::pipeline::MetricsSnapshot, Vec<u64>)> {
+    let config = RuntimeConfig {
+        frame_policy: policy,
+        ..RuntimeConfig::default()
+    };
+    let rt = Runtime::new(config, Arc::new(MonotonicClock::new()));
+    let (tx, frames) = ChannelFrameSource::new(16);
+    let (sink, mut out) = ChannelSink::new(64);
+    let slow = Slow {
+        inner: Uniform {
+            classes: classes(),
+            fail_every: 4, // frame 4 and 8 fail: an error must not stall `Every`
+        },
+        ms: 15,
+    };
+    let run = tokio::spawn(rt.run(slow, frames, NoCues, sink));
+    for id in 1..=10 {
+        tx.send(Ok(frame(id, 2, 2, 12))).await?;
+    }
+    drop(tx);
+    let (summary, _) = run.await??;
+    let mut seen = vec![];
+    while let Some(r) = out.recv().await {
+        match r {
+            Record::Result(r) => seen.push(r.id),
+            Record::Error(e) => seen.extend(e.id),
+            _ => {}
+        }
+    }
+    Ok((summary, seen))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_frame_policy_classifies_every_frame_in_order_and_latest_drops() -> anyhow::Result<()>
+{
+    let (every, seen) = burst(FramePolicy::Every).await?;
+    assert_eq!(seen, (1..=10).collect::<Vec<u64>>());
+    assert_eq!((every.frames_in, every.frames_dropped), (10, 0));
+    assert_eq!((every.frames_done, every.frames_failed), (8, 2));
+
+    // The default keeps only the newest waiting frame: a burst loses frames.
+    let (latest, seen) = burst(FramePolicy::Latest).await?;
+    assert_eq!(latest.frames_in, 10);
+    assert!(latest.frames_dropped > 0, "{latest:?}");
+    assert_eq!(
+        seen.len() as u64 + latest.frames_dropped,
+        10,
+        "every frame is classified or reported dropped"
+    );
     Ok(())
 }

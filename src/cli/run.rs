@@ -9,8 +9,8 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use hlfp::audio::wav::read_wav;
 use hlfp::pipeline::{
-    stdin_cues, AudioCueSource, CueSource, FrameSource, ImageFolderSource, JsonLinesSink,
-    MonotonicClock, NoCues, ResultSink, Runtime, RuntimeConfig, WavReplay,
+    stdin_cues, AudioCueSource, CueSource, FramePolicy, FrameSource, ImageFolderSource,
+    JsonLinesSink, MonotonicClock, NoCues, ResultSink, Runtime, RuntimeConfig, WavReplay,
 };
 
 use super::common::VisionArgs;
@@ -21,9 +21,15 @@ pub struct Args {
     /// Replay the images of this folder (sorted by name) as camera frames.
     #[arg(long, conflicts_with = "camera")]
     pub frames: Option<PathBuf>,
-    /// Frame rate of the replay (0 = as fast as inference runs).
+    /// Frame rate of the replay (0 = as fast as the source reads; add --every-frame to classify
+    /// every image at inference speed instead of dropping the ones that arrive while busy).
     #[arg(long, default_value_t = 10.0)]
     pub fps: f64,
+    /// Classify every frame: the source waits while the classifier is busy instead of the
+    /// newest frame replacing the waiting one (no drops; for replays; a live camera falls
+    /// behind under overload).
+    #[arg(long)]
+    pub every_frame: bool,
     /// Start the folder again after its last image.
     #[arg(long = "loop")]
     pub looped: bool,
@@ -170,6 +176,11 @@ async fn go<F: FrameSource, C: CueSource, S: ResultSink>(
     let config = RuntimeConfig {
         top_n: args.top,
         guidance: args.vision.guidance()?,
+        frame_policy: if args.every_frame {
+            FramePolicy::Every
+        } else {
+            FramePolicy::Latest
+        },
         ..RuntimeConfig::default()
     };
     let runtime = Runtime::new(config, Arc::new(MonotonicClock::new()));

@@ -20,7 +20,7 @@ pub use io::{
     FrameSource, JsonLinesCueSource, JsonLinesSink, NoCues, ResultSink,
 };
 pub use metrics::{LatencyWindow, MetricsSnapshot};
-pub use runtime::{Control, Runtime, RuntimeConfig};
+pub use runtime::{Control, FramePolicy, Runtime, RuntimeConfig};
 pub use slot::LatestSlot;
 pub use types::{
     BranchGain, ClassScore, Classified, CueEvent, CueInput, DroppedFrame, Frame, FrameClassifier,

@@ -1,5 +1,7 @@
 //! The tokio runtime: joins a frame source, a cue source, the guidance state machine, a
-//! classifier on its own thread (fed by a latest-frame slot) and a sink.
+//! classifier on its own thread (fed by a latest-frame slot) and a sink. [`FramePolicy`] says
+//! whether a frame that arrives while the classifier is busy replaces the waiting one (live
+//! cameras) or the source waits (replays that must classify every frame).
 
 use std::sync::Arc;
 
@@ -27,6 +29,8 @@ pub struct RuntimeConfig {
     pub metrics_window: usize,
     /// The guidance state machine's settings.
     pub guidance: GuidanceConfig,
+    /// What happens to frames that arrive while the classifier is busy.
+    pub frame_policy: FramePolicy,
 }
 
 impl Default for RuntimeConfig {
@@ -35,8 +39,24 @@ impl Default for RuntimeConfig {
             top_n: 5,
             metrics_window: 100,
             guidance: GuidanceConfig::default(),
+            frame_policy: FramePolicy::Latest,
         }
     }
+}
+
+/// What happens to frames that arrive while the classifier is busy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FramePolicy {
+    /// At most one frame waits; a newer one replaces it and the old is reported dropped. Results
+    /// stay fresh under overload: what a robot's camera wants.
+    #[default]
+    Latest,
+    /// No frame is dropped: the runtime reads the next frame only once the last one is
+    /// classified, so the source is slowed to the classifier's pace (a folder replay at
+    /// `--fps 0` then classifies every image as fast as inference runs). Live sources fall
+    /// behind under overload; cues are still read while the source waits.
+    Every,
 }
 
 /// Commands to a running runtime.
@@ -187,6 +207,7 @@ impl Runtime {
             window: LatencyWindow::new(config.metrics_window),
             top_n: config.top_n,
             classes,
+            in_flight: 0,
         };
         let (mut frames_open, mut cues_open, mut control_open) = (true, true, true);
         let outcome: Result<()> = async {
@@ -221,7 +242,10 @@ impl Runtime {
                         }
                         None => cues_open = false,
                     },
-                    frame = frame_rx.recv(), if frames_open => match frame {
+                    // `Every`: no new frame while one is waiting or being classified.
+                    frame = frame_rx.recv(), if frames_open
+                        && (config.frame_policy == FramePolicy::Latest || st.in_flight == 0) =>
+                    match frame {
                         Some(f) => {
                             let now_us = clock.now_us();
                             if let Some(rec) = st.frame(&mut guidance, &slot, f, now_us) {
@@ -269,6 +293,8 @@ struct Stats {
     window: LatencyWindow,
     top_n: usize,
     classes: Vec<String>,
+    /// Jobs handed to the inference thread and not finished yet.
+    in_flight: usize,
 }
 
 impl Stats {
@@ -334,11 +360,14 @@ impl Stats {
         };
         self.m.frames_in += 1;
         let state = guidance.state_at(now_ms);
-        let old = slot.put(Job {
+        let Some(old) = slot.put(Job {
             frame,
             state,
             arrival_us: now_us,
-        })?;
+        }) else {
+            self.in_flight += 1;
+            return None;
+        };
         self.m.frames_dropped += 1;
         Some(Record::Dropped(DroppedFrame {
             id: old.frame.id,
@@ -348,6 +377,7 @@ impl Stats {
     }
 
     fn finish(&mut self, d: Done) -> Record {
+        self.in_flight = self.in_flight.saturating_sub(1);
         let k = self.classes.len();
         let time_ms = d.arrival_us / 1000;
         let c = match d.outcome.and_then(|c| {
