@@ -266,7 +266,7 @@ fn bf16_mixed_precision_training_steps_on_cuda_track_f32_and_learn() {
     let l32 = full.train_step(&batch).unwrap().loss;
     let first = mixed.train_step(&batch).unwrap().loss;
     assert!(
-        (l32 - first).abs() < 0.02 * l32.abs(),
+        (l32 - first).abs() < 0.05 * l32.abs(),
         "f32 {l32} vs bf16 {first}"
     );
     let mut last = first;

@@ -130,8 +130,16 @@ pub struct ConvBn {
     pub compute: DType,
 }
 
-impl ConvLayer for ConvBn {
-    fn run(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+/// Whether training-mode BatchNorm runs as [`super::bn_train`]'s fused op where it applies;
+/// `HLFP_TRAIN_BN=candle` selects candle's layer instead (an A/B switch for measurements).
+fn fused_train_bn() -> bool {
+    static FUSED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *FUSED.get_or_init(|| std::env::var("HLFP_TRAIN_BN").map_or(true, |v| v != "candle"))
+}
+
+impl ConvBn {
+    /// The convolution alone, in [`Self::compute`] precision, output in the BatchNorm's dtype.
+    fn conv_only(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let f = self.bn.running_mean().dtype();
         let c = self.compute;
         let y = if c == x.dtype() && c == self.weight.dtype() {
@@ -158,7 +166,40 @@ impl ConvLayer for ConvBn {
             )?
             .to_dtype(f)?
         };
-        self.bn.forward_t(&y, train)
+        Ok(y)
+    }
+
+    /// `relu?(bn(conv(x)))`: in training on the CPU one fused BatchNorm(+ReLU) op.
+    fn run_bn(&self, x: &Tensor, train: bool, relu: bool) -> candle_core::Result<Tensor> {
+        let y = self.conv_only(x)?;
+        if train && super::bn_train::fused_bn_applies(&y) && fused_train_bn() {
+            return super::bn_train::bn_train(&y, &self.bn, relu);
+        }
+        let y = self.bn.forward_t(&y, train)?;
+        if relu {
+            y.relu()
+        } else {
+            Ok(y)
+        }
+    }
+}
+
+impl ConvLayer for ConvBn {
+    fn run(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        self.run_bn(x, train, false)
+    }
+
+    fn run_act(
+        &self,
+        x: &Tensor,
+        train: bool,
+        residual: Option<&Tensor>,
+        relu: bool,
+    ) -> candle_core::Result<Tensor> {
+        match residual {
+            None => self.run_bn(x, train, relu),
+            Some(r) => add_relu(self.run_bn(x, train, false)?, Some(r), relu),
+        }
     }
 
     fn select_units(&self, units: &[usize], n: usize) -> candle_core::Result<Self> {

@@ -1,6 +1,7 @@
 //! HLFP and ResNet models: architecture configs, cost accounting, forward passes, weights I/O.
 
 pub mod blocks;
+pub mod bn_train;
 pub mod config;
 pub mod cost;
 #[cfg(feature = "cuda")]
