@@ -169,24 +169,25 @@ impl ConvBn {
         Ok(y)
     }
 
-    /// `relu?(bn(conv(x)))`: in training on the CPU one fused BatchNorm(+ReLU) op.
-    fn run_bn(&self, x: &Tensor, train: bool, relu: bool) -> candle_core::Result<Tensor> {
+    /// `relu?(bn(conv(x)) + residual?)`: in training on the CPU one fused op after the conv.
+    fn run_bn(
+        &self,
+        x: &Tensor,
+        train: bool,
+        residual: Option<&Tensor>,
+        relu: bool,
+    ) -> candle_core::Result<Tensor> {
         let y = self.conv_only(x)?;
         if train && super::bn_train::fused_bn_applies(&y) && fused_train_bn() {
-            return super::bn_train::bn_train(&y, &self.bn, relu);
+            return super::bn_train::bn_train(&y, &self.bn, residual, relu);
         }
-        let y = self.bn.forward_t(&y, train)?;
-        if relu {
-            y.relu()
-        } else {
-            Ok(y)
-        }
+        add_relu(self.bn.forward_t(&y, train)?, residual, relu)
     }
 }
 
 impl ConvLayer for ConvBn {
     fn run(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
-        self.run_bn(x, train, false)
+        self.run_bn(x, train, None, false)
     }
 
     fn run_act(
@@ -196,10 +197,7 @@ impl ConvLayer for ConvBn {
         residual: Option<&Tensor>,
         relu: bool,
     ) -> candle_core::Result<Tensor> {
-        match residual {
-            None => self.run_bn(x, train, relu),
-            Some(r) => add_relu(self.run_bn(x, train, false)?, Some(r), relu),
-        }
+        self.run_bn(x, train, residual, relu)
     }
 
     fn select_units(&self, units: &[usize], n: usize) -> candle_core::Result<Self> {

@@ -10,7 +10,7 @@
 //! variance). Other devices and dtypes keep candle's layer.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, Var};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, Var};
 use candle_nn::BatchNorm;
 use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
@@ -54,38 +54,44 @@ fn bcs(l: &Layout, what: &str) -> candle_core::Result<(usize, usize, usize)> {
     Ok((dims[0], dims[1], dims[2..].iter().product()))
 }
 
-/// Forward: `relu?(gamma * (x - mean) * invstd + beta)` with batch statistics.
+/// Forward: `relu?(gamma * (x - mean) * invstd + beta + residual?)` with batch statistics, on
+/// `(x, [gamma; beta])` (a [`CustomOp2`]) or `(x, [gamma; beta], residual)` (a [`CustomOp3`]).
 struct BnForward {
     eps: f64,
     relu: bool,
     saved: Arc<Mutex<Saved>>,
 }
 
-impl CustomOp3 for BnForward {
-    fn name(&self) -> &'static str {
-        "batch-norm-train"
-    }
-
-    fn cpu_fwd(
+impl BnForward {
+    fn forward(
         &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
+        (s1, l1): (&CpuStorage, &Layout),
+        (s2, l2): (&CpuStorage, &Layout),
+        residual: Option<(&CpuStorage, &Layout)>,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let x = f32_slice(s1, l1, "batch norm input")?;
-        let gamma = f32_slice(s2, l2, "batch norm weight")?;
-        let beta = f32_slice(s3, l3, "batch norm bias")?;
+        let gb = f32_slice(s2, l2, "batch norm weight and bias")?;
+        let r = residual
+            .map(|(s, l)| f32_slice(s, l, "batch norm residual"))
+            .transpose()?;
         let (b, c, hw) = bcs(l1, "batch norm")?;
-        if gamma.len() != c || beta.len() != c {
+        if gb.len() != 2 * c {
             candle_core::bail!(
-                "batch norm: {c} channels but weight {} and bias {}",
-                gamma.len(),
-                beta.len()
+                "batch norm: {c} channels but {} weight and bias values (expected {})",
+                gb.len(),
+                2 * c
             );
         }
+        if let Some(r) = r {
+            if r.len() != x.len() {
+                candle_core::bail!(
+                    "batch norm: residual has {} values, the input {}",
+                    r.len(),
+                    x.len()
+                );
+            }
+        }
+        let (gamma, beta) = gb.split_at(c);
         let n = b * hw;
         if n < 2 {
             candle_core::bail!("batch norm in training needs more than one value per channel");
@@ -122,13 +128,17 @@ impl CustomOp3 for BnForward {
                 let ch = row % c;
                 let scale = gamma[ch] * invstd[ch];
                 let shift = beta[ch] - mean[ch] * scale;
-                if relu {
-                    for (o, &v) in yr.iter_mut().zip(xr) {
-                        *o = (v * scale + shift).max(0.0);
+                for (o, &v) in yr.iter_mut().zip(xr) {
+                    *o = v * scale + shift;
+                }
+                if let Some(r) = r {
+                    for (o, &v) in yr.iter_mut().zip(&r[row * hw..(row + 1) * hw]) {
+                        *o += v;
                     }
-                } else {
-                    for (o, &v) in yr.iter_mut().zip(xr) {
-                        *o = v * scale + shift;
+                }
+                if relu {
+                    for o in yr.iter_mut() {
+                        *o = o.max(0.0);
                     }
                 }
             });
@@ -142,30 +152,96 @@ impl CustomOp3 for BnForward {
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
-    fn bwd(
+    /// `(dx, d[gamma; beta], d residual)`.
+    fn backward(
         &self,
         x: &Tensor,
-        _gamma: &Tensor,
-        _beta: &Tensor,
         res: &Tensor,
         grad_res: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        residual: bool,
+    ) -> candle_core::Result<(Tensor, Tensor, Option<Tensor>)> {
         let op = BnBackward {
             relu: self.relu,
+            masked_grad: residual && self.relu,
             saved: self.saved.clone(),
         };
-        let packed = x.apply_op3_no_bwd(res, &grad_res.contiguous()?, &op)?;
+        let grad = grad_res.contiguous()?;
+        let packed = x.apply_op3_no_bwd(res, &grad, &op)?;
         let (n, c) = (x.elem_count(), x.dim(1)?);
         let dx = packed.narrow(0, 0, n)?.reshape(x.shape())?;
-        let dgamma = packed.narrow(0, n, c)?;
-        let dbeta = packed.narrow(0, n + c, c)?;
-        Ok((Some(dx), Some(dgamma), Some(dbeta)))
+        let dgb = packed.narrow(0, n, 2 * c)?;
+        let dr = match (residual, self.relu) {
+            (false, _) => None,
+            // Without a ReLU the residual's gradient is the output's.
+            (true, false) => Some(grad),
+            (true, true) => Some(packed.narrow(0, n + 2 * c, n)?.reshape(x.shape())?),
+        };
+        Ok((dx, dgb, dr))
     }
 }
 
-/// Backward of [`BnForward`] on `(x, y, dy)`: one flat tensor `[dx..., dgamma..., dbeta...]`.
+impl CustomOp2 for BnForward {
+    fn name(&self) -> &'static str {
+        "batch-norm-train"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        self.forward((s1, l1), (s2, l2), None)
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        _gb: &Tensor,
+        res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let (dx, dgb, _) = self.backward(x, res, grad_res, false)?;
+        Ok((Some(dx), Some(dgb)))
+    }
+}
+
+impl CustomOp3 for BnForward {
+    fn name(&self) -> &'static str {
+        "batch-norm-residual-train"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        self.forward((s1, l1), (s2, l2), Some((s3, l3)))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        _gb: &Tensor,
+        _residual: &Tensor,
+        res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (dx, dgb, dr) = self.backward(x, res, grad_res, true)?;
+        Ok((Some(dx), Some(dgb), dr))
+    }
+}
+
+/// Backward of [`BnForward`] on `(x, y, dy)`: one flat tensor `[dx..., dgamma..., dbeta...]`,
+/// followed by the ReLU-masked `dy` (the residual's gradient) when `masked_grad`.
 struct BnBackward {
     relu: bool,
+    masked_grad: bool,
     saved: Arc<Mutex<Saved>>,
 }
 
@@ -212,8 +288,10 @@ impl CustomOp3 for BnBackward {
             })
             .collect();
         let n = (b * hw) as f32;
-        let mut out = vec![0f32; x.len() + 2 * c];
+        let extra = if self.masked_grad { x.len() } else { 0 };
+        let mut out = vec![0f32; x.len() + 2 * c + extra];
         let (dx, rest) = out.split_at_mut(x.len());
+        let (dgb, dr) = rest.split_at_mut(2 * c);
         // dx = gamma * invstd / n * (n g - dbeta - xhat dgamma)
         dx.par_chunks_mut(hw).enumerate().for_each(|(row, dxr)| {
             let ch = row % c;
@@ -227,8 +305,17 @@ impl CustomOp3 for BnBackward {
             }
         });
         for ch in 0..c {
-            rest[ch] = sums[ch].1 as f32;
-            rest[c + ch] = sums[ch].0 as f32;
+            dgb[ch] = sums[ch].1 as f32;
+            dgb[c + ch] = sums[ch].0 as f32;
+        }
+        if self.masked_grad {
+            dr.par_chunks_mut(hw.max(1))
+                .enumerate()
+                .for_each(|(row, d)| {
+                    for (j, o) in d.iter_mut().enumerate() {
+                        *o = g(row * hw + j);
+                    }
+                });
         }
         let len = out.len();
         Ok((CpuStorage::F32(out), Shape::from(len)))
@@ -240,10 +327,16 @@ pub fn fused_bn_applies(x: &Tensor) -> bool {
     x.device().is_cpu() && x.dtype() == candle_core::DType::F32 && x.rank() >= 2
 }
 
-/// Training-mode `relu?(bn(x))` for `x [B, C, ...]` (f32, CPU) with batch statistics, as one op
-/// with its own backward; updates `bn`'s running mean and variance as candle's layer does
-/// (`running = (1 - momentum) running + momentum stat`, the variance unbiased).
-pub fn bn_train(x: &Tensor, bn: &BatchNorm, relu: bool) -> candle_core::Result<Tensor> {
+/// Training-mode `relu?(bn(x) + residual?)` for `x [B, C, ...]` (f32, CPU) with batch
+/// statistics, as one op with its own backward; updates `bn`'s running mean and variance as
+/// candle's layer does (`running = (1 - momentum) running + momentum stat`, the variance
+/// unbiased).
+pub fn bn_train(
+    x: &Tensor,
+    bn: &BatchNorm,
+    residual: Option<&Tensor>,
+    relu: bool,
+) -> candle_core::Result<Tensor> {
     let (gamma, beta) = bn.weight_and_bias().ok_or_else(|| {
         candle_core::Error::Msg("fused batch norm needs the affine weight and bias".into())
     })?;
@@ -253,9 +346,13 @@ pub fn bn_train(x: &Tensor, bn: &BatchNorm, relu: bool) -> candle_core::Result<T
         relu,
         saved: saved.clone(),
     };
-    let y = x
-        .contiguous()?
-        .apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)?;
+    // One small [gamma; beta] tensor; its backward splits the gradient back.
+    let gb = Tensor::cat(&[gamma.flatten_all()?, beta.flatten_all()?], 0)?;
+    let x = x.contiguous()?;
+    let y = match residual {
+        None => x.apply_op2(&gb, op)?,
+        Some(r) => x.apply_op3(&gb, &r.contiguous()?, op)?,
+    };
     let s = lock(&saved);
     let m = bn.momentum();
     let dev = x.device();
@@ -317,14 +414,26 @@ mod tests {
     #[test]
     fn matches_candles_layer_forward_backward_and_running_stats() {
         let dev = Device::Cpu;
-        for &(b, c, h, w, relu) in &[(3, 5, 4, 6, true), (2, 3, 1, 1, false), (4, 7, 3, 3, true)] {
+        let cases = [
+            (3, 5, 4, 6, true, false),
+            (2, 3, 1, 1, false, false),
+            (4, 7, 3, 3, true, true),
+            (2, 4, 3, 5, false, true),
+        ];
+        for &(b, c, h, w, relu, with_residual) in &cases {
             let shape = (b, c, h, w);
+            let r = Var::from_vec(values(b * c * h * w, 7, 1.5, -0.2), shape, &dev).unwrap();
+            let residual = with_residual.then_some(&r);
             // Channels with different means and spreads; some values negative for the ReLU.
             let x = Var::from_vec(values(b * c * h * w, 5, 2.0, 0.3), shape, &dev).unwrap();
             let up = Tensor::from_vec(values(b * c * h * w, 6, 1.0, 0.0), shape, &dev).unwrap();
 
             let (ref_bn, ref_g, ref_b) = layer(c);
             let y_ref = ref_bn.forward_t(x.as_tensor(), true).unwrap();
+            let y_ref = match residual {
+                Some(r) => (y_ref + r.as_tensor()).unwrap(),
+                None => y_ref,
+            };
             let y_ref = if relu { y_ref.relu().unwrap() } else { y_ref };
             let g_ref = (&y_ref * &up)
                 .unwrap()
@@ -334,10 +443,10 @@ mod tests {
                 .unwrap();
 
             let (bn, g, be) = layer(c);
-            let y = bn_train(x.as_tensor(), &bn, relu).unwrap();
+            let y = bn_train(x.as_tensor(), &bn, residual.map(|r| r.as_tensor()), relu).unwrap();
             let grads = (&y * &up).unwrap().sum_all().unwrap().backward().unwrap();
 
-            let case = format!("{shape:?} relu {relu}");
+            let case = format!("{shape:?} relu {relu} residual {with_residual}");
             assert!(max_diff(&y, &y_ref) < 1e-5, "{case}: output");
             for (name, a, b) in [
                 ("dx", grads.get(x.as_tensor()), g_ref.get(x.as_tensor())),
@@ -360,6 +469,11 @@ mod tests {
                     max_diff(a, b)
                 );
             }
+            if with_residual {
+                let a = grads.get(r.as_tensor()).unwrap();
+                let b = g_ref.get(r.as_tensor()).unwrap();
+                assert!(max_diff(a, b) < 1e-5, "{case}: d residual");
+            }
             assert!(
                 max_diff(bn.running_mean(), ref_bn.running_mean()) < 1e-6,
                 "{case}"
@@ -381,11 +495,16 @@ mod tests {
         let (bn, _, _) = layer(3);
         // One value per channel has no batch variance.
         let one = Tensor::ones((1, 3, 1, 1), DType::F32, &dev).unwrap();
-        assert!(bn_train(&one, &bn, true).is_err());
+        assert!(bn_train(&one, &bn, None, true).is_err());
         // Channel count differs from the layer's.
         let x = Tensor::ones((2, 4, 2, 2), DType::F32, &dev).unwrap();
-        let err = bn_train(&x, &bn, true).unwrap_err().to_string();
+        let err = bn_train(&x, &bn, None, true).unwrap_err().to_string();
         assert!(err.contains("channels"), "{err}");
+        // A residual of another shape.
+        let x = Tensor::ones((2, 3, 2, 2), DType::F32, &dev).unwrap();
+        let r = Tensor::ones((2, 3, 2, 1), DType::F32, &dev).unwrap();
+        let err = bn_train(&x, &bn, Some(&r), true).unwrap_err().to_string();
+        assert!(err.contains("residual"), "{err}");
         assert!(!fused_bn_applies(&x.to_dtype(DType::BF16).unwrap()));
     }
 }
