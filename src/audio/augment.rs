@@ -1,5 +1,6 @@
-//! Waveform augmentation for training the audio classifier: crops, gain, background mixing and
-//! additive noise at a requested SNR, all driven by one seeded RNG so a run is reproducible.
+//! Augmentation for training the audio classifier: on the waveform, crops, gain, background
+//! mixing and additive noise at a requested SNR, all driven by one seeded RNG so a run is
+//! reproducible; on the log-mel window, SpecAugment's time and frequency masks.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -262,4 +263,266 @@ impl Augmenter {
         x.iter_mut().for_each(|v| *v = v.clamp(-1.0, 1.0));
         Ok(x)
     }
+}
+
+/// SpecAugment (Park et al., 2019) without time warping: frequency and time masks on one log-mel
+/// window. A mask's width is uniform in `0..=max`, its start uniform among the positions where it
+/// fits; masks may overlap. Masked values are set to a per-bin fill value: the training loop uses
+/// the model's normalisation mean, so a masked cell is 0 after normalisation ("no information")
+/// rather than digital silence, which the model never sees at inference.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpecAugmentConfig {
+    /// Probability that a window is masked at all (0 = SpecAugment off).
+    pub prob: f32,
+    /// Frequency masks per masked window.
+    pub freq_masks: usize,
+    /// Widest frequency mask, in mel bins.
+    pub max_freq_bins: usize,
+    /// Time masks per masked window.
+    pub time_masks: usize,
+    /// Widest time mask, in frames.
+    pub max_time_frames: usize,
+}
+
+impl SpecAugmentConfig {
+    /// The recipe for windows of `window_frames` frames: with p = 0.8, 2 frequency masks of up to
+    /// 8 bins and 2 time masks of up to 10 % of the frames (9 of 96).
+    pub fn new(window_frames: usize) -> Self {
+        Self {
+            prob: 0.8,
+            freq_masks: 2,
+            max_freq_bins: 8,
+            time_masks: 2,
+            max_time_frames: window_frames / 10,
+        }
+    }
+
+    /// No masking.
+    pub fn off() -> Self {
+        Self {
+            prob: 0.0,
+            freq_masks: 0,
+            max_freq_bins: 0,
+            time_masks: 0,
+            max_time_frames: 0,
+        }
+    }
+
+    /// Whether any window can be changed.
+    pub fn is_active(&self) -> bool {
+        self.prob > 0.0
+            && ((self.freq_masks > 0 && self.max_freq_bins > 0)
+                || (self.time_masks > 0 && self.max_time_frames > 0))
+    }
+
+    /// Reject settings that cannot apply to a `frames x n_mels` window: a probability outside
+    /// [0, 1] or a mask wider than the window.
+    pub fn validate(&self, frames: usize, n_mels: usize) -> Result<()> {
+        if !(0.0..=1.0).contains(&self.prob) {
+            return Err(Error::Config(format!(
+                "SpecAugment prob must be in [0, 1], got {}",
+                self.prob
+            )));
+        }
+        if self.freq_masks > 0 && self.max_freq_bins > n_mels {
+            return Err(Error::Config(format!(
+                "SpecAugment frequency masks of up to {} bins do not fit the window's {n_mels} mel bins",
+                self.max_freq_bins
+            )));
+        }
+        if self.time_masks > 0 && self.max_time_frames > frames {
+            return Err(Error::Config(format!(
+                "SpecAugment time masks of up to {} frames do not fit the window's {frames} frames",
+                self.max_time_frames
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Which axis a [`SpecMask`] covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaskAxis {
+    /// Mel bins `start..start + width` of every frame.
+    Freq,
+    /// Frames `start..start + width`, all bins.
+    Time,
+}
+
+/// One mask applied by [`spec_augment`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpecMask {
+    /// Frequency or time.
+    pub axis: MaskAxis,
+    /// First masked bin or frame.
+    pub start: usize,
+    /// Masked bins or frames (may be 0).
+    pub width: usize,
+}
+
+/// Apply SpecAugment to `window` (`frames x n_mels`, frame-major: `window[frame * n_mels + mel]`)
+/// in place, setting masked cells of bin `mel` to `fill[mel]`. Returns the masks drawn (none
+/// when the window was left alone), frequency masks first. Errors on a window or fill of the
+/// wrong length and on a config that does not fit the window.
+pub fn spec_augment(
+    window: &mut [f32],
+    frames: usize,
+    n_mels: usize,
+    fill: &[f32],
+    cfg: &SpecAugmentConfig,
+    rng: &mut impl Rng,
+) -> Result<Vec<SpecMask>> {
+    cfg.validate(frames, n_mels)?;
+    if window.len() != frames * n_mels {
+        return Err(Error::BadInput(format!(
+            "SpecAugment window has {} values, expected {frames} frames x {n_mels} bins = {}",
+            window.len(),
+            frames * n_mels
+        )));
+    }
+    if fill.len() != n_mels {
+        return Err(Error::BadInput(format!(
+            "SpecAugment fill has {} values, expected one per mel bin ({n_mels})",
+            fill.len()
+        )));
+    }
+    if !cfg.is_active() || rng.random::<f32>() >= cfg.prob {
+        return Ok(Vec::new());
+    }
+    let mut masks = Vec::with_capacity(cfg.freq_masks + cfg.time_masks);
+    for (axis, count, max, size) in [
+        (MaskAxis::Freq, cfg.freq_masks, cfg.max_freq_bins, n_mels),
+        (MaskAxis::Time, cfg.time_masks, cfg.max_time_frames, frames),
+    ] {
+        for _ in 0..count {
+            let width = rng.random_range(0..=max);
+            let start = rng.random_range(0..=size - width);
+            masks.push(SpecMask { axis, start, width });
+        }
+    }
+    for m in &masks {
+        match m.axis {
+            MaskAxis::Freq => {
+                for frame in window.chunks_exact_mut(n_mels) {
+                    frame[m.start..m.start + m.width]
+                        .copy_from_slice(&fill[m.start..m.start + m.width]);
+                }
+            }
+            MaskAxis::Time => {
+                for frame in
+                    window[m.start * n_mels..(m.start + m.width) * n_mels].chunks_exact_mut(n_mels)
+                {
+                    frame.copy_from_slice(fill);
+                }
+            }
+        }
+    }
+    Ok(masks)
+}
+
+/// Mixup between training windows of different labels (Zhang et al., 2018), on the log-mel
+/// values: a window becomes `w * itself + (1 - w) * another window of the batch with another
+/// label`, and its target puts `w` on its own label and `1 - w` on the other's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MixupConfig {
+    /// Probability that a window is mixed (0 = mixup off).
+    pub prob: f32,
+    /// The window's own weight `w` is uniform in `[min_weight, 1]`, so it stays the main sound.
+    pub min_weight: f32,
+}
+
+impl MixupConfig {
+    /// The recipe: with p = 0.5, own weight U(0.5, 1).
+    pub fn new() -> Self {
+        Self {
+            prob: 0.5,
+            min_weight: 0.5,
+        }
+    }
+
+    /// No mixing.
+    pub fn off() -> Self {
+        Self {
+            prob: 0.0,
+            min_weight: 0.5,
+        }
+    }
+
+    /// Whether any window can be mixed.
+    pub fn is_active(&self) -> bool {
+        self.prob > 0.0
+    }
+
+    /// Reject a probability or weight outside [0, 1].
+    pub fn validate(&self) -> Result<()> {
+        for (name, v) in [("prob", self.prob), ("min_weight", self.min_weight)] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(Error::Config(format!(
+                    "mixup {name} must be in [0, 1], got {v}"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Default for MixupConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Apply mixup to a batch `xs` (`ys.len()` windows of `window_len` values) with labels `ys` in
+/// place. Partners are drawn from the batch as it was before mixing, among windows of another
+/// label (a window with no such partner is left alone). Returns the soft targets,
+/// `ys.len() x n_labels`, row-major (one-hot for unmixed windows).
+pub fn mixup_batch(
+    xs: &mut [f32],
+    ys: &[u32],
+    window_len: usize,
+    n_labels: usize,
+    cfg: &MixupConfig,
+    rng: &mut impl Rng,
+) -> Result<Vec<f32>> {
+    cfg.validate()?;
+    if window_len == 0 || xs.len() != ys.len() * window_len {
+        return Err(Error::BadInput(format!(
+            "mixup batch has {} values for {} windows of {window_len}",
+            xs.len(),
+            ys.len()
+        )));
+    }
+    if let Some(&y) = ys.iter().find(|&&y| y as usize >= n_labels) {
+        return Err(Error::BadInput(format!(
+            "mixup label {y} is not below {n_labels}"
+        )));
+    }
+    let mut targets = vec![0f32; ys.len() * n_labels];
+    for (i, &y) in ys.iter().enumerate() {
+        targets[i * n_labels + y as usize] = 1.0;
+    }
+    if !cfg.is_active() {
+        return Ok(targets);
+    }
+    let orig = xs.to_vec();
+    for (i, &y) in ys.iter().enumerate() {
+        if rng.random::<f32>() >= cfg.prob {
+            continue;
+        }
+        let others: Vec<usize> = (0..ys.len()).filter(|&j| ys[j] != y).collect();
+        if others.is_empty() {
+            continue;
+        }
+        let j = others[rng.random_range(0..others.len())];
+        let w = rng.random_range(cfg.min_weight..=1.0);
+        let partner = &orig[j * window_len..(j + 1) * window_len];
+        xs[i * window_len..(i + 1) * window_len]
+            .iter_mut()
+            .zip(partner)
+            .for_each(|(a, &b)| *a = w * *a + (1.0 - w) * b);
+        let row = &mut targets[i * n_labels..(i + 1) * n_labels];
+        row[y as usize] = w;
+        row[ys[j] as usize] = 1.0 - w;
+    }
+    Ok(targets)
 }

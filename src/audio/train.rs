@@ -8,7 +8,9 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{Optimizer, VarBuilder, VarMap};
 use rand::Rng;
 
-use super::augment::{crop_at, AugmentConfig, Augmenter};
+use super::augment::{
+    crop_at, mixup_batch, spec_augment, AugmentConfig, Augmenter, MixupConfig, SpecAugmentConfig,
+};
 use super::classifier::{AudioClassifier, AudioClassifierConfig, FeatureNorm};
 use crate::error::{CandleContext, Error, Result};
 
@@ -157,6 +159,13 @@ pub struct TrainAudioConfig {
     pub background_labels: Vec<String>,
     /// Augmentation settings; `window_samples` must give exactly `window_frames` frames.
     pub augment: AugmentConfig,
+    /// SpecAugment on each training window's log-mel values (after the waveform augmentation;
+    /// masked cells get the normalisation mean). Drawn from its own RNG stream, so switching it
+    /// on or off leaves the sampled clips and waveform augmentation unchanged.
+    pub spec_augment: SpecAugmentConfig,
+    /// Mixup of training windows with windows of other labels in the same batch (before
+    /// SpecAugment), trained against the mixed soft targets; its own RNG stream too.
+    pub mixup: MixupConfig,
 }
 
 impl TrainAudioConfig {
@@ -176,6 +185,8 @@ impl TrainAudioConfig {
                 .map(|s| s.to_string())
                 .collect(),
             augment: AugmentConfig::new(window_samples),
+            spec_augment: SpecAugmentConfig::off(),
+            mixup: MixupConfig::off(),
         }
     }
 }
@@ -312,6 +323,10 @@ pub fn train(
         .iter()
         .filter_map(|b| model_cfg.labels.iter().position(|l| l == b))
         .collect();
+    cfg.spec_augment
+        .validate(model_cfg.window_frames, model_cfg.n_mels)?;
+    cfg.mixup.validate()?;
+    let n_labels = model_cfg.labels.len();
     let window_len = model_cfg.window_len();
     let mut sampler = WindowSampler::new(
         clips,
@@ -322,9 +337,21 @@ pub fn train(
     )?;
 
     // Normalisation from augmented windows, so it matches what the network sees in training.
+    // SpecAugment is left out of it: its masks are filled with this mean and never occur at
+    // inference.
     let (xs, _) = sampler.sample_batch(cfg.norm_windows.max(1), features, window_len)?;
     let windows: Vec<Vec<f32>> = xs.chunks(window_len).map(|c| c.to_vec()).collect();
     let norm = FeatureNorm::from_windows(&windows, model_cfg.n_mels)?;
+    let mask_fill = norm.mean.clone();
+    let (frames, n_mels) = (model_cfg.window_frames, model_cfg.n_mels);
+    let mut mask_rng = {
+        use rand::SeedableRng;
+        rand::rngs::StdRng::seed_from_u64(cfg.seed ^ 0x5BEC_A065)
+    };
+    let mut mix_rng = {
+        use rand::SeedableRng;
+        rand::rngs::StdRng::seed_from_u64(cfg.seed ^ 0x0031_C0DE)
+    };
 
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
@@ -342,8 +369,35 @@ pub fn train(
     for step in 0..total {
         let lr = cosine_lr(cfg.lr, step, total);
         opt.set_learning_rate(lr);
-        let (xs, ys) = sampler.sample_batch(cfg.batch_size, features, window_len)?;
-        let loss = train_step(&model, &mut opt, xs, ys, cfg.label_smoothing, device)?;
+        let (mut xs, ys) = sampler.sample_batch(cfg.batch_size, features, window_len)?;
+        let soft_targets = if cfg.mixup.is_active() {
+            Some(mixup_batch(
+                &mut xs,
+                &ys,
+                window_len,
+                n_labels,
+                &cfg.mixup,
+                &mut mix_rng,
+            )?)
+        } else {
+            None
+        };
+        if cfg.spec_augment.is_active() {
+            for w in xs.chunks_exact_mut(window_len) {
+                spec_augment(
+                    w,
+                    frames,
+                    n_mels,
+                    &mask_fill,
+                    &cfg.spec_augment,
+                    &mut mask_rng,
+                )?;
+            }
+        }
+        let loss = match soft_targets {
+            Some(t) => train_step_soft(&model, &mut opt, xs, t, cfg.label_smoothing, device)?,
+            None => train_step(&model, &mut opt, xs, ys, cfg.label_smoothing, device)?,
+        };
         let e = ema.map_or(loss, |e| 0.95 * e + 0.05 * loss);
         ema = Some(e);
         on_step(StepInfo {
@@ -420,6 +474,47 @@ pub fn smoothed_cross_entropy(
     let log_p = candle_nn::ops::log_softmax(logits, candle_core::D::Minus1)?;
     let uniform = log_p.mean(candle_core::D::Minus1)?.mean_all()?.neg()?;
     (ce * (1.0 - eps))? + (uniform * eps)?
+}
+
+/// Mean cross-entropy of `logits` (batch x labels) against soft targets (same shape, rows
+/// summing to 1) with label smoothing `eps`: the targets become `(1 - eps) * t + eps / labels`.
+/// For one-hot targets this equals [`smoothed_cross_entropy`].
+pub fn soft_cross_entropy(
+    logits: &Tensor,
+    targets: &Tensor,
+    eps: f64,
+) -> candle_core::Result<Tensor> {
+    let k = logits.dim(candle_core::D::Minus1)?;
+    let t = ((targets * (1.0 - eps))? + eps / k as f64)?;
+    let log_p = candle_nn::ops::log_softmax(logits, candle_core::D::Minus1)?;
+    (t * log_p)?.sum(candle_core::D::Minus1)?.mean_all()?.neg()
+}
+
+/// One AdamW step against soft targets (`batch x labels`, row-major, e.g. from mixup); see
+/// [`train_step`].
+pub fn train_step_soft(
+    model: &AudioClassifier,
+    opt: &mut candle_nn::AdamW,
+    xs: Vec<f32>,
+    targets: Vec<f32>,
+    label_smoothing: f64,
+    device: &Device,
+) -> Result<f32> {
+    let cfg = model.config();
+    let k = cfg.labels.len();
+    if k == 0 || targets.len() % k != 0 {
+        return Err(Error::BadInput(format!(
+            "{} soft-target values are not whole rows of {k} labels",
+            targets.len()
+        )));
+    }
+    let n = targets.len() / k;
+    let x = Tensor::from_vec(xs, (n, cfg.window_frames, cfg.n_mels), device).ctx("batch")?;
+    let t = Tensor::from_vec(targets, (n, k), device).ctx("soft targets")?;
+    let logits = model.forward_t(&x, true).ctx("forward")?;
+    let loss = soft_cross_entropy(&logits, &t, label_smoothing).ctx("loss")?;
+    opt.backward_step(&loss).ctx("backward")?;
+    loss.to_scalar::<f32>().ctx("loss value")
 }
 
 /// One AdamW step on a batch of raw feature windows `xs` (batch x frames x mels) with labels

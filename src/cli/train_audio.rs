@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use candle_core::Device;
+use hlfp::audio::augment::{MixupConfig, SpecAugmentConfig};
 use hlfp::audio::classifier::{AudioClassifier, AudioClassifierConfig};
 use hlfp::audio::features::{LogMel, LogMelConfig};
 use hlfp::audio::train::{self, Clip, ClipRef, EvalReport, TrainAudioConfig};
@@ -60,6 +61,30 @@ pub struct Args {
     /// Probability threshold for the cue-style numbers on the card (recall, false windows).
     #[arg(long, default_value_t = 0.5)]
     pub cue_threshold: f32,
+    /// SpecAugment: probability that a training window's log-mel values get the time and
+    /// frequency masks below (masked cells set to the normalisation mean). 0 = off.
+    #[arg(long, default_value_t = 0.0)]
+    pub spec_augment_prob: f32,
+    /// SpecAugment: frequency masks per masked window.
+    #[arg(long, default_value_t = 2)]
+    pub freq_masks: usize,
+    /// SpecAugment: widest frequency mask, in mel bins (width uniform in 0..=this).
+    #[arg(long, default_value_t = 8)]
+    pub freq_mask_bins: usize,
+    /// SpecAugment: time masks per masked window.
+    #[arg(long, default_value_t = 2)]
+    pub time_masks: usize,
+    /// SpecAugment: widest time mask, in frames (width uniform in 0..=this; default 10 % of
+    /// `--window-frames`).
+    #[arg(long)]
+    pub time_mask_frames: Option<usize>,
+    /// Mixup: probability that a training window is mixed (on the log-mel values) with a window
+    /// of another label from its batch, the soft target weighted alike. 0 = off.
+    #[arg(long, default_value_t = 0.0)]
+    pub mixup_prob: f32,
+    /// Mixup: the window's own weight is uniform in [this, 1].
+    #[arg(long, default_value_t = 0.5)]
+    pub mixup_min_weight: f32,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -139,6 +164,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     cfg.weight_decay = args.weight_decay;
     cfg.seed = args.seed;
     cfg.label_smoothing = args.label_smoothing;
+    cfg.spec_augment = SpecAugmentConfig {
+        prob: args.spec_augment_prob,
+        freq_masks: args.freq_masks,
+        max_freq_bins: args.freq_mask_bins,
+        time_masks: args.time_masks,
+        max_time_frames: args
+            .time_mask_frames
+            .unwrap_or(SpecAugmentConfig::new(args.window_frames).max_time_frames),
+    };
+    cfg.spec_augment
+        .validate(args.window_frames, model_cfg.n_mels)
+        .context("--spec-augment-prob / --freq-mask* / --time-mask*")?;
+    cfg.mixup = MixupConfig {
+        prob: args.mixup_prob,
+        min_weight: args.mixup_min_weight,
+    };
+    cfg.mixup
+        .validate()
+        .context("--mixup-prob / --mixup-min-weight")?;
 
     // One front-end instance reused for every window (reset between them).
     let stage = RefCell::new(LogMel::new(fe.clone())?);
@@ -489,6 +533,28 @@ fn render_card(c: &CardInput) -> String {
         a.gain_db.0,
         a.gain_db.1
     );
+    let sa = &c.cfg.spec_augment;
+    if sa.is_active() {
+        let _ = writeln!(
+            s,
+            "- SpecAugment on the log-mel window (`hlfp::audio::augment::spec_augment`), with p = \
+             {}: {} frequency masks of U{{0..{}}} mel bins and {} time masks of U{{0..{}}} frames, \
+             each at a uniform position, masked cells set to the normalisation mean (0 after \
+             normalisation); the normalisation itself is measured without masks.",
+            sa.prob, sa.freq_masks, sa.max_freq_bins, sa.time_masks, sa.max_time_frames
+        );
+    } else {
+        let _ = writeln!(s, "- No SpecAugment.");
+    }
+    if c.cfg.mixup.is_active() {
+        let _ = writeln!(
+            s,
+            "- Mixup (`hlfp::audio::augment::mixup_batch`, before SpecAugment), with p = {}: the \
+             window's log-mel values mixed with those of a window of another label from the same \
+             batch, own weight U({}, 1), soft targets weighted alike (then label smoothing).",
+            c.cfg.mixup.prob, c.cfg.mixup.min_weight
+        );
+    }
     let _ = writeln!(
         s,
         "- Wall-clock: {:.0} s training, {:.0} s in all (loading, training, evaluation), on the \
