@@ -4,13 +4,12 @@
 
 use candle_core::{Device, Tensor};
 use hlfp::audio::augment::{mixup_batch, MixupConfig};
-use hlfp::audio::classifier::AudioClassifierConfig;
-use hlfp::audio::features::{log_mel, LogMelConfig};
-use hlfp::audio::train::{
-    smoothed_cross_entropy, soft_cross_entropy, train, Clip, TrainAudioConfig,
-};
+use hlfp::audio::train::{smoothed_cross_entropy, soft_cross_entropy, TrainAudioConfig};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+
+mod audio_util;
+use audio_util::{train_probe, WINDOW_SAMPLES};
 
 const LEN: usize = 6;
 const LABELS: usize = 4;
@@ -187,42 +186,8 @@ fn soft_loss_equals_smoothed_loss_on_one_hot_targets_and_a_hand_value() -> anyho
 
 // --- wiring into `train` ---
 
-const WINDOW_FRAMES: usize = 16;
-const WINDOW_SAMPLES: usize = 512 + (WINDOW_FRAMES - 1) * 160;
-
-fn features(x: &[f32]) -> hlfp::Result<Vec<f32>> {
-    log_mel(x, &LogMelConfig::default())
-}
-
 fn train_once(mixup: MixupConfig) -> anyhow::Result<Vec<f32>> {
-    let mut clips = Vec::new();
-    for (i, a) in [0.1f32, 0.4].into_iter().enumerate() {
-        for (label, f) in [(0usize, 500.0f32), (1, 2500.0)] {
-            clips.push(Clip {
-                label,
-                rel_path: format!("{label}/{i}.wav"),
-                samples: (0..6000)
-                    .map(|t| a * (std::f32::consts::TAU * f * t as f32 / 16000.0).sin())
-                    .collect(),
-            });
-        }
-    }
-    let mut mcfg = AudioClassifierConfig::new(vec!["low".into(), "high".into()], "log-mel default");
-    mcfg.window_frames = WINDOW_FRAMES;
-    mcfg.channels = vec![4, 8];
-    let mut cfg = TrainAudioConfig::new(WINDOW_SAMPLES);
-    cfg.epochs = 1;
-    cfg.steps_per_epoch = 3;
-    cfg.batch_size = 8;
-    cfg.lr = 1e-2;
-    cfg.norm_windows = 32;
-    cfg.background_labels.clear();
-    cfg.mixup = mixup;
-    let m = train(mcfg, &clips, &cfg, &features, &Device::Cpu, &mut |_| {})?;
-    let probe: Vec<f32> = (0..WINDOW_SAMPLES)
-        .map(|t| 0.3 * (std::f32::consts::TAU * 1000.0 * t as f32 / 16000.0).sin())
-        .collect();
-    Ok(m.predict(&features(&probe)?)?)
+    train_probe(|cfg| cfg.mixup = mixup)
 }
 
 #[test]

@@ -2,13 +2,13 @@
 //! masked cells change (to the per-bin fill), a seed reproduces the masks, no masks is the
 //! identity, impossible settings are clear errors, and `train` applies it.
 
-use candle_core::Device;
 use hlfp::audio::augment::{spec_augment, MaskAxis, SpecAugmentConfig, SpecMask};
-use hlfp::audio::classifier::AudioClassifierConfig;
-use hlfp::audio::features::{log_mel, LogMelConfig};
-use hlfp::audio::train::{train, Clip, TrainAudioConfig};
+use hlfp::audio::train::TrainAudioConfig;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+
+mod audio_util;
+use audio_util::{train_probe, WINDOW_FRAMES, WINDOW_SAMPLES};
 
 const FRAMES: usize = 96;
 const MELS: usize = 64;
@@ -261,48 +261,11 @@ fn impossible_settings_and_wrong_shapes_are_clear_errors() {
 
 // --- wiring into `train` (tiny model on two tones, as in audio_classifier_train.rs) ---
 
-const WINDOW_FRAMES: usize = 16;
-const WINDOW_SAMPLES: usize = 512 + (WINDOW_FRAMES - 1) * 160;
-
-fn tone_clips() -> Vec<Clip> {
-    let mut out = Vec::new();
-    for (i, a) in [0.1f32, 0.4].into_iter().enumerate() {
-        for (label, f) in [(0usize, 500.0f32), (1, 2500.0)] {
-            out.push(Clip {
-                label,
-                rel_path: format!("{label}/{i}.wav"),
-                samples: (0..6000)
-                    .map(|t| a * (std::f32::consts::TAU * f * t as f32 / 16000.0).sin())
-                    .collect(),
-            });
-        }
-    }
-    out
-}
-
-fn features(x: &[f32]) -> hlfp::Result<Vec<f32>> {
-    log_mel(x, &LogMelConfig::default())
-}
-
 fn train_once(spec: SpecAugmentConfig) -> anyhow::Result<Vec<f32>> {
-    let mut mcfg = AudioClassifierConfig::new(vec!["low".into(), "high".into()], "log-mel default");
-    mcfg.window_frames = WINDOW_FRAMES;
-    mcfg.channels = vec![4, 8];
-    let mut cfg = TrainAudioConfig::new(WINDOW_SAMPLES);
-    cfg.epochs = 1;
-    cfg.steps_per_epoch = 3;
-    cfg.batch_size = 8;
-    cfg.lr = 1e-2;
-    cfg.norm_windows = 32;
-    cfg.label_smoothing = 0.0;
-    cfg.background_labels.clear();
-    cfg.spec_augment = spec;
-    let clips = tone_clips();
-    let m = train(mcfg, &clips, &cfg, &features, &Device::Cpu, &mut |_| {})?;
-    let probe: Vec<f32> = (0..WINDOW_SAMPLES)
-        .map(|t| 0.3 * (std::f32::consts::TAU * 1000.0 * t as f32 / 16000.0).sin())
-        .collect();
-    Ok(m.predict(&features(&probe)?)?)
+    train_probe(|cfg| {
+        cfg.label_smoothing = 0.0;
+        cfg.spec_augment = spec;
+    })
 }
 
 #[test]

@@ -9,7 +9,7 @@
 //! gradient), and updates the running statistics as candle's layer does (same momentum, unbiased
 //! variance). Other devices and dtypes keep candle's layer.
 
-use candle_core::backend::BackendStorage;
+use super::im2col::f32_slice;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, Var};
 use candle_nn::BatchNorm;
 use rayon::prelude::*;
@@ -32,17 +32,6 @@ struct Saved {
 
 fn lock(s: &Mutex<Saved>) -> std::sync::MutexGuard<'_, Saved> {
     s.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
-    let data = match s {
-        CpuStorage::F32(v) => v.as_slice(),
-        other => candle_core::bail!("{what}: f32 input expected, got {:?}", other.dtype()),
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("{what}: input must be contiguous"),
-    }
 }
 
 /// `(batch, channels, spatial)` of a `[B, C, ...]` layout.

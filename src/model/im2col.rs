@@ -23,7 +23,12 @@ pub struct Im2Col {
     pub pad: usize,
 }
 
-fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
+/// The contiguous f32 data of a CPU storage under `l`, or an error naming `what`.
+pub(crate) fn f32_slice<'a>(
+    s: &'a CpuStorage,
+    l: &Layout,
+    what: &str,
+) -> candle_core::Result<&'a [f32]> {
     let data = match s {
         CpuStorage::F32(v) => v.as_slice(),
         other => candle_core::bail!("{what}: f32 input expected, got {:?}", other.dtype()),
