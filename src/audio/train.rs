@@ -509,10 +509,26 @@ pub fn train_step_soft(
         )));
     }
     let n = targets.len() / k;
-    let x = Tensor::from_vec(xs, (n, cfg.window_frames, cfg.n_mels), device).ctx("batch")?;
     let t = Tensor::from_vec(targets, (n, k), device).ctx("soft targets")?;
+    step_with(model, opt, xs, n, device, |logits| {
+        soft_cross_entropy(logits, &t, label_smoothing)
+    })
+}
+
+/// Forward `xs` (n windows) in train mode, take `loss(logits)`, one optimizer step; the loss
+/// before the update.
+fn step_with(
+    model: &AudioClassifier,
+    opt: &mut candle_nn::AdamW,
+    xs: Vec<f32>,
+    n: usize,
+    device: &Device,
+    loss: impl FnOnce(&Tensor) -> candle_core::Result<Tensor>,
+) -> Result<f32> {
+    let cfg = model.config();
+    let x = Tensor::from_vec(xs, (n, cfg.window_frames, cfg.n_mels), device).ctx("batch")?;
     let logits = model.forward_t(&x, true).ctx("forward")?;
-    let loss = soft_cross_entropy(&logits, &t, label_smoothing).ctx("loss")?;
+    let loss = loss(&logits).ctx("loss")?;
     opt.backward_step(&loss).ctx("backward")?;
     loss.to_scalar::<f32>().ctx("loss value")
 }
@@ -528,13 +544,10 @@ pub fn train_step(
     device: &Device,
 ) -> Result<f32> {
     let n = ys.len();
-    let cfg = model.config();
-    let x = Tensor::from_vec(xs, (n, cfg.window_frames, cfg.n_mels), device).ctx("batch")?;
     let y = Tensor::from_vec(ys, n, device).ctx("labels")?;
-    let logits = model.forward_t(&x, true).ctx("forward")?;
-    let loss = smoothed_cross_entropy(&logits, &y, label_smoothing).ctx("loss")?;
-    opt.backward_step(&loss).ctx("backward")?;
-    loss.to_scalar::<f32>().ctx("loss value")
+    step_with(model, opt, xs, n, device, |logits| {
+        smoothed_cross_entropy(logits, &y, label_smoothing)
+    })
 }
 
 /// Feature windows of a whole clip for evaluation: the clip is zero-padded (centred) to at

@@ -134,7 +134,7 @@ pub struct ConvBn {
 /// `HLFP_TRAIN_BN=candle` selects candle's layer instead (an A/B switch for measurements).
 fn fused_train_bn() -> bool {
     static FUSED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *FUSED.get_or_init(|| std::env::var("HLFP_TRAIN_BN").map_or(true, |v| v != "candle"))
+    switch_on("HLFP_TRAIN_BN", "candle", &FUSED)
 }
 
 impl ConvBn {
@@ -273,26 +273,26 @@ impl FoldedConv {
 }
 
 /// Whether the environment variable `var` is unset or set to anything but `off_value`, read once
-/// per variable. The CUDA inference path's A/B switches: `HLFP_CUDA_EPILOGUE=unfused` runs bias,
-/// residual and ReLU as three candle ops instead of [`super::cuda_conv::bias_residual_act`];
-/// `HLFP_CUDA_CONV=candle` runs kxk convs with candle's `conv2d` (one per group) instead of
-/// [`super::cuda_conv`] (one im2col and one GEMM per layer for all groups). Both compare the two
-/// in one build.
-#[cfg(feature = "cuda")]
-fn cuda_switch_on(var: &'static str, off_value: &str, cell: &std::sync::OnceLock<bool>) -> bool {
+/// per variable: the A/B switches that compare two implementations in one build.
+/// `HLFP_TRAIN_BN=candle` trains with candle's BatchNorm instead of the fused op;
+/// `HLFP_CUDA_EPILOGUE=unfused` runs bias, residual and ReLU as three candle ops instead of
+/// [`super::cuda_conv::bias_residual_act`]; `HLFP_CUDA_CONV=candle` runs kxk convs with candle's
+/// `conv2d` (one per group) instead of [`super::cuda_conv`] (one im2col and one GEMM per layer
+/// for all groups).
+fn switch_on(var: &'static str, off_value: &str, cell: &std::sync::OnceLock<bool>) -> bool {
     *cell.get_or_init(|| std::env::var(var).map_or(true, |v| v != off_value))
 }
 
 #[cfg(feature = "cuda")]
 fn fused_cuda_epilogue() -> bool {
     static FUSED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    cuda_switch_on("HLFP_CUDA_EPILOGUE", "unfused", &FUSED)
+    switch_on("HLFP_CUDA_EPILOGUE", "unfused", &FUSED)
 }
 
 #[cfg(feature = "cuda")]
 fn own_cuda_conv() -> bool {
     static OWN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    cuda_switch_on("HLFP_CUDA_CONV", "candle", &OWN)
+    switch_on("HLFP_CUDA_CONV", "candle", &OWN)
 }
 
 /// The inference convolution: [`conv`], except square kxk f32 convs on CUDA.
