@@ -2,7 +2,7 @@
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use hlfp::audio::classifier::{AudioClassifier, AudioClassifierConfig, FeatureNorm};
+use hlfp::audio::classifier::{AudioClassifier, AudioClassifierConfig, FeatureNorm, PoolingHead};
 use rand::{Rng, SeedableRng};
 
 fn labels(n: usize) -> Vec<String> {
@@ -60,6 +60,28 @@ fn save_then_load_gives_identical_predictions_and_metadata() -> anyhow::Result<(
     for w in random_windows(4, cfg.window_len(), 11) {
         assert_eq!(model.predict(&w)?, loaded.predict(&w)?);
     }
+    Ok(())
+}
+
+#[test]
+fn attention_head_round_trips_and_sums_frame_logits() -> anyhow::Result<()> {
+    let mut cfg = small_cfg();
+    cfg.head = PoolingHead::Attention;
+    let model = trained_looking_model(cfg.clone())?;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("att.safetensors");
+    model.save(&path)?;
+    let loaded = AudioClassifier::load(&path, &Device::Cpu)?;
+    assert_eq!(loaded.config().head, PoolingHead::Attention);
+    for w in random_windows(3, cfg.window_len(), 17) {
+        let p = loaded.predict(&w)?;
+        assert_eq!(model.predict(&w)?, p);
+        assert_eq!(p.len(), 5);
+        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+    }
+    // Names parse to heads; unknown names are refused.
+    assert_ne!(PoolingHead::parse("attention")?, PoolingHead::MeanMax);
+    assert!(PoolingHead::parse("avg").is_err());
     Ok(())
 }
 
