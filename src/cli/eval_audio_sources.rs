@@ -279,7 +279,16 @@ fn parse_fold(s: &str) -> anyhow::Result<(PathBuf, PathBuf)> {
 pub fn run(args: &Args) -> anyhow::Result<()> {
     let file = CueConfig::load(&args.cues)?;
     let mut op_total = Tally::default();
-    let mut sweep_total: Vec<Tally> = vec![Tally::default(); args.sweep_on.len()];
+    let min_ons = if args.sweep_min_on.is_empty() {
+        vec![file.detector.min_on_windows]
+    } else {
+        args.sweep_min_on.clone()
+    };
+    let settings: Vec<(usize, f32)> = min_ons
+        .iter()
+        .flat_map(|&m| args.sweep_on.iter().map(move |&on| (m, on)))
+        .collect();
+    let mut sweep_total: Vec<Tally> = vec![Tally::default(); settings.len()];
     for spec in &args.fold {
         let (model, list) = parse_fold(spec)?;
         let mut memo = MemoScorer::new(load_scorer(&model)?);
@@ -297,13 +306,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         );
         let mut p = build_pipeline(&args.cues, &mut memo, 16_000)?;
         op_total.merge(run_setting(&mut p, &fold, args.pad_s)?);
-        for (i, &on) in args.sweep_on.iter().enumerate() {
-            let det: DetectorConfig = sweep_detector_config(
-                &file.detector,
-                on,
-                file.detector.min_on_windows,
-                memo.labels(),
-            )?;
+        for (i, &(min_on, on)) in settings.iter().enumerate() {
+            let det: DetectorConfig =
+                sweep_detector_config(&file.detector, on, min_on, memo.labels())?;
             let mut p =
                 AudioPipeline::new(LogMelConfig::default(), det, map.clone(), &mut memo, 16_000)?;
             sweep_total[i].merge(run_setting(&mut p, &fold, args.pad_s)?);
@@ -311,11 +316,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         let (hits, misses) = memo.counts();
         tracing::info!("{misses} windows scored, {hits} from the cache");
     }
-    let sweep: Vec<serde_json::Value> = args
-        .sweep_on
+    let sweep: Vec<serde_json::Value> = settings
         .iter()
         .zip(&sweep_total)
-        .map(|(on, t)| serde_json::json!({"on": on, "summary": t.summary()}))
+        .map(|((m, on), t)| serde_json::json!({"on": on, "min_on_windows": m, "summary": t.summary()}))
         .collect();
     let report = serde_json::json!({
         "mix_snr_db": args.mix_snr_db,
@@ -326,7 +330,14 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         "sweep": sweep,
     });
     if let Some(png) = &args.png {
-        draw(png, args, &op_total, &sweep_total)?;
+        // The curve of the file's own `min_on_windows`: the detector the operating point runs.
+        let curve: Vec<Tally> = settings
+            .iter()
+            .zip(&sweep_total)
+            .filter(|((m, _), _)| *m == file.detector.min_on_windows)
+            .map(|(_, t)| t.clone())
+            .collect();
+        draw(png, args, &op_total, &curve)?;
     }
     if let Some(md) = &args.report_md {
         std::fs::write(md, markdown(&op_total, args.mix_snr_db))
