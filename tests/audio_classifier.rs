@@ -245,15 +245,25 @@ fn feature_norm_is_per_bin_mean_and_std() -> anyhow::Result<()> {
 fn shipped_model_loads_with_its_labels_and_front_end() -> anyhow::Result<()> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/models/audio_cues.safetensors");
     let model = AudioClassifier::load(path, &Device::Cpu)?;
-    assert_eq!(model.labels().len(), 19);
-    for l in ["cat", "dog", "chainsaw", "rain", "sea_waves"] {
+    // Every folder of audio/ and audio_extra/ is a label (issue 15).
+    assert_eq!(model.labels().len(), 43);
+    for l in [
+        "cat",
+        "dog",
+        "chainsaw",
+        "rain",
+        "crying_baby",
+        "speech",
+        "rooster",
+    ] {
         assert!(model.labels().iter().any(|m| m == l), "missing {l}");
     }
-    assert_eq!((model.window_frames(), model.n_mels()), (96, 64));
+    assert_eq!((model.window_frames(), model.n_mels()), (64, 64));
+    assert_eq!(model.config().head, PoolingHead::Attention);
     // The model must have been trained on the front-end the detector runs.
     let fe: hlfp::audio::features::LogMelConfig = serde_json::from_str(&model.config().front_end)?;
     assert_eq!(fe, hlfp::audio::features::LogMelConfig::default());
-    let p = model.predict(&vec![-60.0; 96 * 64])?;
+    let p = model.predict(&vec![-60.0; 64 * 64])?;
     assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-4);
     Ok(())
 }
