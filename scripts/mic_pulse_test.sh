@@ -10,7 +10,7 @@
 #   scripts/mic_pulse_test.sh [HLFP_BIN] [WAV] [EXPECTED_CLASS]
 set -euo pipefail
 BIN=${1:-target/debug/hlfp}
-WAV=${2:-../shared/data/audio_extra/cat/catmeows_B_ANI01_MC_FN_SIM01_101.wav}
+WAV=${2:-../shared/data/audio/cat/sasmaz_kedi-part1_cat_51.wav}
 EXPECT=${3:-cat}
 
 WORK=$(mktemp -d)
@@ -40,11 +40,11 @@ echo "== PulseAudio up: default source $(pactl get-default-source)"
 
 "$BIN" listen --mic --json > "$WORK/listen.jsonl" 2> "$WORK/listen.err" &
 LISTEN_PID=$!
-sleep 2
+sleep 3  # cpal opens the device and the first window fills
 # Play the clip a few times with pauses, then stop listening.
 for _ in 1 2 3; do paplay -d hlfp_null "$WAV"; sleep 1.5; done
-sleep 2
-kill -INT "$LISTEN_PID" 2>/dev/null || true
+sleep 3  # cpal opens the device and the first window fills
+kill -TERM "$LISTEN_PID" 2>/dev/null || true
 wait "$LISTEN_PID" 2>/dev/null || true
 LISTEN_PID=
 
