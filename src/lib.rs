@@ -13,6 +13,7 @@ pub mod eval;
 pub mod gpu;
 pub mod guidance;
 pub mod model;
+pub mod node;
 pub mod pipeline;
 pub mod plot;
 pub mod ros;
