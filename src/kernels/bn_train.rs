@@ -9,7 +9,7 @@
 //! gradient), and updates the running statistics as candle's layer does (same momentum, unbiased
 //! variance). Other devices and dtypes keep candle's layer.
 
-use super::im2col::f32_slice;
+use super::im2col_op::f32_slice;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, Var};
 use candle_nn::BatchNorm;
 use rayon::prelude::*;

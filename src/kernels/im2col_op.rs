@@ -6,7 +6,7 @@
 //! followed by a `matmul`, so forward and backward both run as GEMMs. Other devices keep
 //! candle's `conv2d`.
 
-use crate::engine::conv::{im2col, Im2ColGeom};
+use super::cpu_conv::{im2col, Im2ColGeom};
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 use rayon::prelude::*;

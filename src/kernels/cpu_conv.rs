@@ -1,5 +1,6 @@
-//! Convolutions as GEMMs on the CPU: 1x1 convs as plain matrix products, kxk through im2col,
-//! grouped convs as one GEMM per group, with bias, residual add and ReLU fused into one pass.
+//! The CPU engine's kernels: convolutions as GEMMs (1x1 convs as plain matrix products, kxk
+//! through im2col, grouped convs as one GEMM per group) with bias, residual add and ReLU fused
+//! into one pass, and the stem's max-pool.
 //!
 //! Layout: one image at a time, channels-major (`[C, H*W]`, the NCHW layout of one batch item),
 //! f32. Weights are BatchNorm-folded `[out_c, in_c/groups * k * k]` (PyTorch's conv weight
@@ -47,7 +48,7 @@ impl ConvSpec {
 
 /// A convolution with its BatchNorm folded into `weight` and `bias`.
 #[derive(Debug, Clone)]
-pub struct FoldedConv {
+pub struct GemmConv {
     /// Shape.
     pub spec: ConvSpec,
     /// `[out_c, in_c/groups * k * k]`, row-major.
@@ -56,7 +57,7 @@ pub struct FoldedConv {
     pub bias: Vec<f32>,
 }
 
-/// Reusable buffers for [`FoldedConv::forward_into`], so the hot path does not allocate.
+/// Reusable buffers for [`GemmConv::forward_into`], so the hot path does not allocate.
 #[derive(Debug, Default)]
 pub struct Scratch {
     cols: Vec<f32>,
@@ -115,7 +116,7 @@ fn parallelism(threads: usize) -> Parallelism {
     }
 }
 
-impl FoldedConv {
+impl GemmConv {
     /// Build from folded weights, checking their sizes.
     pub fn new(spec: ConvSpec, weight: Vec<f32>, bias: Vec<f32>) -> Result<Self> {
         if spec.groups == 0
@@ -135,7 +136,7 @@ impl FoldedConv {
                 spec.out_c
             )));
         }
-        Ok(FoldedConv { spec, weight, bias })
+        Ok(GemmConv { spec, weight, bias })
     }
 
     /// Convolve one image `x: [in_c, h*w]` into `out: [out_c, ho*wo]` (resized as needed), then
@@ -152,6 +153,37 @@ impl FoldedConv {
         scratch: &mut Scratch,
         out: &mut Vec<f32>,
     ) -> Result<(usize, usize)> {
+        let (ho, wo) = self.checked_out_hw(h, w)?;
+        out.resize(self.spec.out_c * ho * wo, 0.0);
+        self.forward_slice(x, h, w, residual, relu, threads, scratch, out)
+    }
+
+    /// Output size for an `h` x `w` input, or an error when the input is smaller than the kernel.
+    pub fn checked_out_hw(&self, h: usize, w: usize) -> Result<(usize, usize)> {
+        let s = &self.spec;
+        if h + 2 * s.pad < s.kernel || w + 2 * s.pad < s.kernel {
+            return Err(Error::BadInput(format!(
+                "conv input {h}x{w} is smaller than its {}x{} kernel",
+                s.kernel, s.kernel
+            )));
+        }
+        Ok(s.out_hw(h, w))
+    }
+
+    /// [`Self::forward_into`] into a slice of exactly `out_c * ho * wo` values (one image of a
+    /// batch written in place).
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_slice(
+        &self,
+        x: &[f32],
+        h: usize,
+        w: usize,
+        residual: Option<&[f32]>,
+        relu: bool,
+        threads: usize,
+        scratch: &mut Scratch,
+        out: &mut [f32],
+    ) -> Result<(usize, usize)> {
         let s = &self.spec;
         if x.len() != s.in_c * h * w {
             return Err(Error::BadInput(format!(
@@ -162,14 +194,15 @@ impl FoldedConv {
                 w
             )));
         }
-        if h + 2 * s.pad < s.kernel || w + 2 * s.pad < s.kernel {
+        let (ho, wo) = self.checked_out_hw(h, w)?;
+        let p = ho * wo;
+        if out.len() != s.out_c * p {
             return Err(Error::BadInput(format!(
-                "conv input {h}x{w} is smaller than its {}x{} kernel",
-                s.kernel, s.kernel
+                "conv output has room for {} values, expected {}",
+                out.len(),
+                s.out_c * p
             )));
         }
-        let (ho, wo) = s.out_hw(h, w);
-        let p = ho * wo;
         if let Some(r) = residual {
             if r.len() != s.out_c * p {
                 return Err(Error::BadInput(format!(
@@ -179,7 +212,6 @@ impl FoldedConv {
                 )));
             }
         }
-        out.resize(s.out_c * p, 0.0);
         let (cg, og, kg) = (s.in_c / s.groups, s.out_c / s.groups, s.k_per_group());
 
         // The GEMM's right-hand side: the input itself for a stride-1 pointwise conv, else im2col.
@@ -414,7 +446,7 @@ mod tests {
         let x = rand_vec(spec.in_c * h * w, 1);
         let wt = rand_vec(spec.out_c * kg, 2);
         let b = rand_vec(spec.out_c, 3);
-        let conv = FoldedConv::new(spec, wt.clone(), b.clone()).unwrap();
+        let conv = GemmConv::new(spec, wt.clone(), b.clone()).unwrap();
         let (ho, wo) = spec.out_hw(h, w);
         let r = rand_vec(spec.out_c * ho * wo, 4);
         let mut out = Vec::new();
@@ -497,11 +529,11 @@ mod tests {
             pad: 1,
             groups: 2,
         };
-        assert!(FoldedConv::new(spec, vec![0.0; 3], vec![0.0; 4]).is_err());
+        assert!(GemmConv::new(spec, vec![0.0; 3], vec![0.0; 4]).is_err());
         assert!(
-            FoldedConv::new(ConvSpec { groups: 3, ..spec }, vec![0.0; 48], vec![0.0; 4]).is_err()
+            GemmConv::new(ConvSpec { groups: 3, ..spec }, vec![0.0; 48], vec![0.0; 4]).is_err()
         );
-        let conv = FoldedConv::new(spec, vec![0.0; 4 * 2 * 9], vec![0.0; 4]).unwrap();
+        let conv = GemmConv::new(spec, vec![0.0; 4 * 2 * 9], vec![0.0; 4]).unwrap();
         let mut out = Vec::new();
         let mut s = Scratch::default();
         let err = conv

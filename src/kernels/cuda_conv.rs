@@ -6,7 +6,7 @@
 //! launches. Here the input `[B, G*Cg, H, W]` is viewed as `[B*G, Cg, H, W]` (the same memory),
 //! candle's own `im2col` kernel turns it into `[B*G, Ho*Wo, Cg*k*k]` in one launch, and one
 //! strided-batched GEMM multiplies every group by its weights: two launches per layer for any
-//! number of active branches. Forward only: training keeps [`super::blocks::conv`].
+//! number of active branches. Forward only: training keeps [`crate::model::layers::conv`].
 
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
@@ -88,7 +88,7 @@ pub fn conv_cuda(
     stride: usize,
     groups: usize,
 ) -> candle_core::Result<Tensor> {
-    let (cout, cin_g, kh, kw) = super::im2col::check_square_grouped(x, w, groups)?;
+    let (cout, cin_g, kh, kw) = super::im2col_op::check_square_grouped(x, w, groups)?;
     let (b, _, h, wd) = x.dims4()?;
     let op = Im2ColRows {
         kernel: kh,
