@@ -173,9 +173,9 @@ impl ConvBlock {
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
-        // im2col + matmul on the CPU (model::blocks::conv): several times faster than candle's
+        // im2col + matmul on the CPU (model::layers::conv): several times faster than candle's
         // conv2d at these shapes, forward and backward.
-        let x = crate::model::blocks::conv(x, self.conv.weight(), 1, 1, 1)?;
+        let x = crate::model::layers::conv(x, self.conv.weight(), 1, 1, 1)?;
         let x = self.bn.forward_t(&x, train)?;
         x.relu()?.max_pool2d(2)
     }

@@ -76,6 +76,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "macs": macs,
             "latency_ms": latency_ms,
             "device": model.device_name(),
+            "backend": model.model().backend().name(),
         });
         println!("{}", serde_json::to_string(&out)?);
     } else {

@@ -6,10 +6,9 @@ use anyhow::{bail, Context};
 use hlfp::data::image_folder::{ImageFolder, Sample, Verify};
 use hlfp::data::loader::{BatchLoader, LoaderConfig, Transform};
 use hlfp::eval::{
-    align_classes, halves, parse_subset, EvalConfig, EvalReport, Evaluator, ModelFiles, Subset,
-    DEFAULT_GAINS,
+    align_classes, halves, parse_subset, EvalConfig, EvalReport, Evaluator, Subset, DEFAULT_GAINS,
 };
-use hlfp::model::InferenceModel;
+use hlfp::model::{InferenceModel, ModelFiles};
 use hlfp::plot::{confusion_image, ConfusionPlotConfig};
 use hlfp::vision::preprocess::PreprocessConfig;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -61,7 +60,7 @@ pub struct Args {
     /// Decoding worker threads.
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
-    /// Device: cpu or cuda:N (needs the `cuda` feature).
+    /// Device: auto, cpu, cuda or cuda:N (CUDA needs the `cuda` feature).
     #[arg(long, default_value = "cpu")]
     pub device: String,
 }
@@ -212,6 +211,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 "config_path".into(),
                 files.config_path.display().to_string().into(),
             );
+            obj.insert("backend".into(), report.model.backend.clone().into());
             obj.insert("data".into(), args.data.display().to_string().into());
             obj.insert(
                 "unsupported_files".into(),
@@ -229,7 +229,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 fn print_text(r: &EvalReport, files: &ModelFiles, seconds: f64, images_per_s: f64) {
     println!(
-        "model {} ({}, {} classes, input {}, width {}): {:.2} M params, {:.3} GMACs (ptflops-style {:.3})",
+        "model {} ({}, {} classes, input {}, width {}): {:.2} M params, {:.3} GMACs (ptflops-style {:.3}), {} backend",
         files.weights.display(),
         r.model.variant,
         r.model.class_names.len(),
@@ -237,7 +237,8 @@ fn print_text(r: &EvalReport, files: &ModelFiles, seconds: f64, images_per_s: f6
         r.model.width,
         r.model.params as f64 / 1e6,
         r.model.macs as f64 / 1e9,
-        r.model.macs_ptflops as f64 / 1e9
+        r.model.macs_ptflops as f64 / 1e9,
+        r.model.backend
     );
     println!(
         "top-1 {:.2} % ({}/{} images, {:.1} s, {:.1} images/s)",

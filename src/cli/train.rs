@@ -102,7 +102,7 @@ pub struct Args {
     /// Use only the first N training images of a seeded shuffle (smoke runs).
     #[arg(long)]
     pub limit: Option<usize>,
-    /// Device: cpu or cuda:N (needs the `cuda` feature).
+    /// Device: auto, cpu, cuda or cuda:N (CUDA needs the `cuda` feature).
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// Convolution precision: f32, or bf16 (mixed precision: bf16 convs on f32 master weights,
@@ -110,6 +110,10 @@ pub struct Args {
     /// Ignored with --resume (the checkpoint's is kept).
     #[arg(long, default_value = "f32")]
     pub precision: Precision,
+    /// Train with candle's BatchNorm layer instead of the fused CPU op (an A/B switch for
+    /// measurements; same results).
+    #[arg(long)]
+    pub candle_batch_norm: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -196,6 +200,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             weight_decay: args.weight_decay,
             seed: args.seed,
             precision: args.precision,
+            fused_batch_norm: !args.candle_batch_norm,
         };
         if args.precision != Precision::F32 && dev.is_cpu() {
             tracing::warn!(

@@ -26,6 +26,8 @@ pub struct ModelSummary {
     /// Whether gains act on this variant (false for ResNets and HLFP-1b-late-SP, which have no
     /// per-class branch: their attention sweep is flat by construction).
     pub gains_apply: bool,
+    /// What ran the model: `engine` or `candle` (folded inference), or `candle-batchnorm`.
+    pub backend: String,
 }
 
 /// Accuracy on one true class.

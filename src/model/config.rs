@@ -20,6 +20,7 @@ pub enum Variant {
     /// Trunk to layer3 (1024 ch @ 14x14); per-branch B(1024,128,512)->B(512,64,256)->B(256,32,128).
     HlfpLateSp,
     /// As late-SP but ONE branch with a Linear(128, k) head.
+    #[serde(rename = "hlfp-1b-late-sp", alias = "hlfp1b-late-sp")]
     Hlfp1bLateSp,
     /// HLFP-small trunk; first branch block per superclass, the rest per class.
     HlfpNested,
@@ -300,19 +301,6 @@ impl ModelConfig {
         weights.with_extension("json")
     }
 
-    /// Read the config next to `weights` (see [`ModelConfig::sidecar_path`]) and check it.
-    pub fn load_sidecar(weights: &std::path::Path) -> Result<Self> {
-        let path = Self::sidecar_path(weights);
-        let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
-            path: path.clone(),
-            source,
-        })?;
-        let cfg: ModelConfig = serde_json::from_str(&text)
-            .map_err(|e| Error::Config(format!("{}: not a model config: {e}", path.display())))?;
-        cfg.architecture()?;
-        Ok(cfg)
-    }
-
     /// Number of classes k.
     pub fn num_classes(&self) -> usize {
         self.class_names.len()
@@ -510,6 +498,10 @@ mod tests {
     fn variant_names_round_trip() {
         for v in Variant::ALL {
             assert_eq!(v.name().parse::<Variant>().unwrap(), v);
+            // Config files spell variants as the command line does.
+            let json = serde_json::to_string(&v).unwrap();
+            assert_eq!(json, format!("\"{}\"", v.name()));
+            assert_eq!(serde_json::from_str::<Variant>(&json).unwrap(), v);
         }
         assert_eq!("HLFP_small".parse::<Variant>().unwrap(), Variant::HlfpSmall);
         let err = "hlfp-tiny".parse::<Variant>().unwrap_err().to_string();
