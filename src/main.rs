@@ -42,6 +42,14 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Rust ignores SIGPIPE, so `hlfp cost --table | head` made `println!` panic once `head` had
+    // closed the pipe. Like any Unix filter, end quietly instead (killed by SIGPIPE).
+    #[cfg(target_os = "linux")]
+    // SAFETY: called first thing in main, before any other thread exists; SIG_DFL is a valid
+    // disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -282,6 +282,12 @@ impl AudioClassifier {
             .clone()
             .ok_or_else(|| werr("no __metadata__ map (labels, window) in file".into()))?;
         let (cfg, norm) = config_from_metadata(&meta, &mmap).map_err(werr)?;
+        // NaN weights would make every window score NaN and the detector silently never fire.
+        if let Some(name) = first_non_finite_tensor(&mmap) {
+            return Err(werr(format!(
+                "tensor {name} holds NaN or infinity; refusing weights that cannot score a window"
+            )));
+        }
         drop(mmap);
         // SAFETY: as above; candle keeps its own map of the same read-only file.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[path], DType::F32, device) }
@@ -517,4 +523,18 @@ impl crate::audio::detector::WindowScorer for AudioClassifier {
     fn score(&mut self, window: &[f32]) -> Result<Vec<f32>> {
         self.predict(window)
     }
+}
+
+/// The name of the first F32 tensor of a safetensors file holding NaN or infinity.
+fn first_non_finite_tensor(bytes: &[u8]) -> Option<String> {
+    let st = safetensors::SafeTensors::deserialize(bytes).ok()?;
+    let bad = st.iter().find_map(|(name, view)| {
+        (view.dtype() == safetensors::Dtype::F32
+            && view
+                .data()
+                .chunks_exact(4)
+                .any(|b| !f32::from_le_bytes([b[0], b[1], b[2], b[3]]).is_finite()))
+        .then(|| name.to_string())
+    });
+    bad
 }

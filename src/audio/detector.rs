@@ -166,6 +166,9 @@ pub struct DetectorStats {
     pub silent_windows: u64,
     /// Non-finite scores from the scorer, replaced by 0.
     pub bad_scores: u64,
+    /// Windows with a non-finite feature (e.g. samples near 1e30 overflow the log-mel power),
+    /// skipped: scored 0 like silence, the stream goes on.
+    pub bad_windows: u64,
 }
 
 /// The streaming detector. Feed it each chunk of model-rate samples together with the log-mel
@@ -421,6 +424,11 @@ impl<S: WindowScorer> Detector<S> {
         let row = self.history_pos * n;
         if mean_sq < self.silence_ms {
             self.stats.silent_windows += 1;
+            self.history[row..row + n].iter_mut().for_each(|h| *h = 0.0);
+        } else if self.frames.iter().any(|v| !v.is_finite()) {
+            // One bad window must not end the stream (the scorer refuses non-finite input).
+            self.stats.bad_windows += 1;
+            tracing::debug!("audio window at frame {start} has non-finite features: skipped");
             self.history[row..row + n].iter_mut().for_each(|h| *h = 0.0);
         } else {
             let scores = self.scorer.score(&self.frames)?;

@@ -62,6 +62,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let logits = model.logits_rgb8(&rgb, w as usize, h as usize, &state.active, &state.gains)?;
     let latency_ms = t.elapsed().as_secs_f64() * 1e3;
     let probs = hlfp::vision::classifier::softmax(&logits);
+    if let Some(p) = probs.iter().find(|p| !p.is_finite()) {
+        anyhow::bail!(
+            "the model gave a non-finite probability ({p}) for this image: refusing to print it"
+        );
+    }
     let mut top: Vec<(usize, f32)> = state.active.iter().copied().zip(probs).collect();
     top.sort_by(|a, b| b.1.total_cmp(&a.1));
     top.truncate(args.top);

@@ -5,14 +5,14 @@
 //! lines.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use hlfp::audio::wav::read_wav;
 use hlfp::pipeline::{
-    stdin_cues, AudioCueSource, Clock, CueSource, FrameClassifier, FramePolicy, FrameSource,
-    ImageFolderSource, JsonLinesSink, MetricsSnapshot, MonotonicClock, NoCues, ResultSink, Runtime,
-    RuntimeConfig, WavReplay,
+    stdin_cues, AudioCueSource, Clock, Control, CueSource, FrameClassifier, FramePolicy,
+    FrameSource, ImageFolderSource, JsonLinesSink, MetricsSnapshot, MonotonicClock, NoCues,
+    ResultSink, Runtime, RuntimeConfig, WavReplay,
 };
 
 use super::common::VisionArgs;
@@ -68,13 +68,62 @@ pub struct Args {
     pub vision: VisionArgs,
 }
 
+/// The signal that stopped the run (0 = none): SIGINT or SIGTERM stop taking frames, flush
+/// the outputs and write the summary; the process then exits with 128 + the signal number.
+static STOPPED_BY: AtomicI32 = AtomicI32::new(0);
+
 /// Run `hlfp run`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(run_async(args))
+    let outcome = rt.block_on(run_async(args));
+    match STOPPED_BY.load(Ordering::SeqCst) {
+        0 => outcome,
+        sig => {
+            outcome?;
+            tracing::info!("stopped by signal {sig}; outputs flushed and the summary written");
+            std::process::exit(128 + sig)
+        }
+    }
+}
+
+/// Wait for SIGINT or SIGTERM and return its number.
+#[cfg(unix)]
+async fn shutdown_signal() -> std::io::Result<i32> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(tokio::select! {
+        _ = term.recv() => 15,
+        _ = int.recv() => 2,
+    })
+}
+
+/// Wait for Ctrl-C and return SIGINT's number.
+#[cfg(not(unix))]
+async fn shutdown_signal() -> std::io::Result<i32> {
+    tokio::signal::ctrl_c().await.map(|()| 2)
+}
+
+/// Stop the runtime on the first SIGINT/SIGTERM; exit at once on the second (a stuck run).
+fn stop_on_signal(control: tokio::sync::mpsc::Sender<Control>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let sig = match shutdown_signal().await {
+            Ok(sig) => sig,
+            Err(e) => {
+                tracing::warn!("cannot watch for SIGINT/SIGTERM: {e}");
+                return;
+            }
+        };
+        STOPPED_BY.store(sig, Ordering::SeqCst);
+        tracing::warn!("signal {sig}: stopping (again to exit at once)");
+        let _ = control.send(Control::Stop).await;
+        if let Ok(sig) = shutdown_signal().await {
+            std::process::exit(128 + sig);
+        }
+    })
 }
 
 async fn run_async(args: Args) -> anyhow::Result<()> {
@@ -109,10 +158,10 @@ async fn camera(_args: &Args, _index: u32) -> anyhow::Result<()> {
 
 async fn with_frames<F: FrameSource>(args: &Args, frames: F) -> anyhow::Result<()> {
     if let Some(wav) = &args.wav {
-        let clip = read_wav(wav)?;
+        // Streamed, never loaded whole: a long recording costs a chunk of memory.
+        let replay = WavReplay::from_file(wav, 20, true)?;
         let scorer = super::listen::load_scorer(&args.audio_model)?;
-        let pipeline = super::listen::build_pipeline(&args.cues, scorer, clip.sample_rate_hz)?;
-        let replay = WavReplay::new(clip.samples, clip.sample_rate_hz, 20, true)?;
+        let pipeline = super::listen::build_pipeline(&args.cues, scorer, replay.sample_rate_hz())?;
         let (cues, audio) = AudioCueSource::spawn(pipeline, replay)?;
         with_cues(args, frames, cues).await?;
         let summary = audio.join()?;
@@ -122,6 +171,10 @@ async fn with_frames<F: FrameSource>(args: &Args, frames: F) -> anyhow::Result<(
             summary.cues.len(),
             serde_json::to_string(&summary.stats)?
         );
+        // The frames ran on, but the cues stopped: the exit code must say so.
+        if let Some(e) = summary.error {
+            bail!("the audio cue source stopped early: {e}");
+        }
         return Ok(());
     }
     if let Some(device) = &args.mic {
@@ -220,7 +273,10 @@ pub(super) async fn go<K: FrameClassifier, F: FrameSource, C: CueSource, S: Resu
         ..RuntimeConfig::default()
     };
     let runtime = Runtime::new(config, clock);
-    let (m, _) = runtime.run(classifier, frames, cues, sink).await?;
+    let watcher = stop_on_signal(runtime.control());
+    let outcome = runtime.run(classifier, frames, cues, sink).await;
+    watcher.abort();
+    let (m, _) = outcome?;
     tracing::info!(
         "done: {} frames, {:.1} fps, latency p50 {:.1} ms p99 {:.1} ms, {} dropped",
         m.frames_done,

@@ -64,6 +64,9 @@ impl std::str::FromStr for Backend {
     }
 }
 
+/// Most threads the engine's GEMMs may be asked to use (`--threads`, a node parameter).
+pub const MAX_ENGINE_THREADS: usize = 256;
+
 /// How an [`InferenceModel`] is built: device, backend and the backends' switches.
 #[derive(Debug, Clone)]
 pub struct InferenceOptions {
@@ -102,6 +105,12 @@ impl InferenceOptions {
     }
 
     fn check(&self) -> Result<()> {
+        if self.threads > MAX_ENGINE_THREADS {
+            return Err(Error::Config(format!(
+                "{} engine threads: at most {MAX_ENGINE_THREADS} (GEMM scratch is per thread)",
+                self.threads
+            )));
+        }
         if self.backend == Backend::Engine && !self.device.is_cpu() {
             return Err(Error::Config(
                 "the engine backend runs on the CPU only; use the candle backend on a GPU".into(),

@@ -214,6 +214,7 @@ impl Runtime {
             classes,
             in_flight: 0,
             enabled: true,
+            refusals: RefusalLimiter::default(),
         };
         let (mut frames_open, mut cues_open, mut control_open) = (true, true, true);
         let outcome: Result<()> = async {
@@ -243,14 +244,8 @@ impl Runtime {
                         }
                         None => control_open = false,
                     },
-                    cue = cue_rx.recv(), if cues_open => match cue {
-                        Some(c) => {
-                            let rec = st.cue(&mut guidance, c, clock.now_ms());
-                            sink.send(&rec).await?;
-                        }
-                        None => cues_open = false,
-                    },
-                    // `Every`: no new frame while one is waiting or being classified.
+                    // Frames before cues. `Every`: no new frame while one is waiting or being
+                    // classified.
                     frame = frame_rx.recv(), if frames_open
                         && (config.frame_policy == FramePolicy::Latest || st.in_flight == 0) =>
                     match frame {
@@ -264,6 +259,16 @@ impl Runtime {
                             frames_open = false;
                             slot.close();
                         }
+                    },
+                    // After frames: a cue flood is read whenever no frame waits, and can no
+                    // longer hold frames back (it did when cues came first).
+                    cue = cue_rx.recv(), if cues_open => match cue {
+                        Some(c) => {
+                            if let Some(rec) = st.cue(&mut guidance, c, clock.now_ms()) {
+                                sink.send(&rec).await?;
+                            }
+                        }
+                        None => cues_open = false,
                     },
                 }
                 st.m.guidance = guidance.stats();
@@ -305,24 +310,56 @@ struct Stats {
     in_flight: usize,
     /// Classify frames ([`Control::SetEnabled`]).
     enabled: bool,
+    /// Which refused cues are reported (a flood of them must not flood the output and log).
+    refusals: RefusalLimiter,
+}
+
+/// Refused cues reported per second at most (as records and WARN lines); the rest are only
+/// counted in `cues_rejected`, and the next report says how many were left out.
+pub const REFUSED_CUES_REPORTED_PER_S: u32 = 10;
+
+/// Rate limit for reporting refused cues, on the runtime's clock.
+#[derive(Debug, Default)]
+struct RefusalLimiter {
+    window_start_ms: u64,
+    reported: u32,
+    suppressed: u64,
+}
+
+impl RefusalLimiter {
+    /// Whether a refusal at `now_ms` is reported; logs it (with the number left out before
+    /// it) when it is.
+    fn report(&mut self, now_ms: u64, e: &str) -> bool {
+        if now_ms.saturating_sub(self.window_start_ms) >= 1000 {
+            self.window_start_ms = now_ms;
+            self.reported = 0;
+        }
+        if self.reported >= REFUSED_CUES_REPORTED_PER_S {
+            self.suppressed += 1;
+            return false;
+        }
+        self.reported += 1;
+        match std::mem::take(&mut self.suppressed) {
+            0 => tracing::warn!("cue refused: {e}"),
+            n => tracing::warn!("cue refused: {e} ({n} refused cues not reported before it)"),
+        }
+        true
+    }
 }
 
 impl Stats {
-    fn cue(&mut self, guidance: &mut Guidance, c: Result<CueInput>, now_ms: u64) -> Record {
+    /// Submit a cue; the record to write, or `None` for a refusal over the report rate.
+    fn cue(&mut self, guidance: &mut Guidance, c: Result<CueInput>, now_ms: u64) -> Option<Record> {
         self.m.cues_in += 1;
         let ev = match c {
-            Err(e) => {
-                self.m.cues_rejected += 1;
-                tracing::warn!("cue refused: {e}");
-                CueEvent {
-                    time_ms: now_ms,
-                    class: String::new(),
-                    score: 0.0,
-                    source: String::new(),
-                    queued: false,
-                    reason: Some(e.to_string()),
-                }
-            }
+            Err(e) => CueEvent {
+                time_ms: now_ms,
+                class: String::new(),
+                score: 0.0,
+                source: String::new(),
+                queued: false,
+                reason: Some(e.to_string()),
+            },
             Ok(c) => {
                 let cue = Cue {
                     class: c.class,
@@ -331,10 +368,6 @@ impl Stats {
                     time_ms: now_ms,
                 };
                 let res = guidance.submit(&cue);
-                if let Err(e) = &res {
-                    self.m.cues_rejected += 1;
-                    tracing::warn!("cue refused: {e}");
-                }
                 CueEvent {
                     time_ms: now_ms,
                     class: cue.class,
@@ -345,7 +378,13 @@ impl Stats {
                 }
             }
         };
-        Record::Cue(ev)
+        if let Some(reason) = &ev.reason {
+            self.m.cues_rejected += 1;
+            if !self.refusals.report(now_ms, reason) {
+                return None;
+            }
+        }
+        Some(Record::Cue(ev))
     }
 
     fn frame(
