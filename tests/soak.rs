@@ -277,25 +277,21 @@ async fn ten_times_overload_with_cues_and_audio_stays_bounded_fresh_and_real_tim
         "10x overload must drop most frames"
     );
     assert!(m.cues_rejected > 0 && m.cues_in > 0);
-    // Newest frame first: results come in id order, and a dropped frame is always older than
-    // the next result.
+    // Newest frame first: results come in id order, and a frame is dropped only for a newer
+    // one that is then classified (or dropped in turn): every dropped id is below some later
+    // result's id, except in the tail after the last result.
     let ids = ids.lock().unwrap();
-    let mut last_result = None;
-    let mut pending_drops: Vec<u64> = Vec::new();
-    for &(is_result, id) in ids.iter() {
+    let results: Vec<u64> = ids.iter().filter(|r| r.0).map(|r| r.1).collect();
+    assert!(
+        results.windows(2).all(|w| w[0] < w[1]),
+        "results out of order"
+    );
+    let mut newest_later_result = None;
+    for &(is_result, id) in ids.iter().rev() {
         if is_result {
-            assert!(
-                last_result.is_none_or(|l| id > l),
-                "result {id} after {last_result:?}"
-            );
-            assert!(
-                pending_drops.iter().all(|&d| d < id),
-                "dropped {pending_drops:?} newer than result {id}"
-            );
-            pending_drops.clear();
-            last_result = Some(id);
-        } else {
-            pending_drops.push(id);
+            newest_later_result = newest_later_result.max(Some(id));
+        } else if let Some(r) = newest_later_result {
+            assert!(id < r, "dropped {id} but a later result is the older {r}");
         }
     }
     Ok(())
