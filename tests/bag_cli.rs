@@ -90,10 +90,7 @@ fn run_bag_records_one_classification_per_frame_with_its_header() {
     for (c, r) in cls.iter().zip(&results) {
         let f = &frames[r["id"].as_u64().unwrap() as usize];
         assert_eq!(c.header.frame_id, f["frame_id"].as_str().unwrap());
-        assert_eq!(
-            hlfp::bag::input::ns_from_time(c.header.stamp),
-            f["stamp_ns"].as_i64().unwrap()
-        );
+        assert_eq!(c.header.stamp.to_ns(), f["stamp_ns"].as_i64().unwrap());
         let top: Vec<&str> = r["top"]
             .as_array()
             .unwrap()

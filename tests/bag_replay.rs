@@ -275,7 +275,7 @@ fn every_encoding_replays_with_its_header_and_class_and_cues_hold_for_their_bag_
         .collect();
     assert_eq!(cls.len(), res.len());
     for (c, r) in cls.iter().zip(&res) {
-        assert_eq!(hlfp::bag::input::ns_from_time(c.header.stamp), r.stamp_ns);
+        assert_eq!(c.header.stamp.to_ns(), r.stamp_ns);
         assert_eq!(c.header.frame_id, r.frame_id);
         let names: Vec<&str> = c.results.iter().map(|h| h.class_id.as_str()).collect();
         assert_eq!(
@@ -519,7 +519,10 @@ fn audio_messages_become_mono_samples_at_their_rate() {
         };
         assert_eq!(&samples[..first.len()], &first[..], "{topic}");
         // Only the image topic's two bad messages are skipped.
-        assert_eq!(mapper.stats().skipped.keys().collect::<Vec<_>>(), ["cdr", "unknown_encoding"]);
+        assert_eq!(
+            mapper.stats().skipped.keys().collect::<Vec<_>>(),
+            ["cdr", "unknown_encoding"]
+        );
     }
 }
 

@@ -1,5 +1,5 @@
 //! Bag messages to the pipeline's inputs: images to [`Frame`]s (raw images through the node's
-//! decoder in `ros::convert`, compressed ones through the image folder's JPEG/PNG decoder),
+//! `frame_from_image`, compressed ones through the image folder's JPEG/PNG decoder),
 //! `Classification` cue messages to [`CueInput`]s (the node's `cues_from_classification`), and
 //! audio messages to mono sample chunks. Every message that cannot be used is counted by
 //! reason in [`BagStats`]; bad images and cue messages also reach the runtime as errors, so
@@ -14,8 +14,9 @@ use super::read::BagMessage;
 use super::{BagError, KnownType};
 use crate::data::image_folder::decode_rgb8;
 use crate::pipeline::{CueInput, Frame};
-use crate::ros::convert::{cues_from_classification, decode_image, s16le_mono, RejectionCounter};
-use crate::ros::msgs::{AudioDataStamped, Classification, Image, Time};
+use crate::ros::convert::{cues_from_classification, frame_from_image, image_view, s16le_mono};
+use crate::ros::msgs::{AudioDataStamped, Classification, Image};
+use crate::vision::encoding::validate;
 use crate::{Error, Result};
 
 /// Which topics feed what.
@@ -116,7 +117,6 @@ pub struct InputMapper {
     config: TopicConfig,
     roles: HashMap<u16, Role>,
     stats: BagStats,
-    rejections: RejectionCounter,
 }
 
 impl InputMapper {
@@ -135,7 +135,6 @@ impl InputMapper {
             },
             config,
             roles: HashMap::new(),
-            rejections: RejectionCounter::default(),
         })
     }
 
@@ -206,15 +205,9 @@ impl InputMapper {
                 self.stats.cue_messages += 1;
                 match cdr::decode::<Classification>(&msg.data) {
                     Ok(c) => Some(BagInput::Cues(
-                        cues_from_classification(&c, "bag", 0)
+                        cues_from_classification(&c, "bag")
                             .into_iter()
-                            .map(|c| {
-                                Ok(CueInput {
-                                    class: c.class,
-                                    score: c.score,
-                                    source: c.source,
-                                })
-                            })
+                            .map(Ok)
                             .collect(),
                     )),
                     Err(e) => {
@@ -322,26 +315,23 @@ impl InputMapper {
         data: &[u8],
     ) -> std::result::Result<Frame, (&'static str, String)> {
         let cdr_err = |e: BagError| ("cdr", e.to_string());
-        let (header, width, height, rgb) = if kind == KnownType::CompressedImage {
-            let msg: CompressedImage = cdr::decode(data).map_err(cdr_err)?;
-            let img = decode_rgb8(&msg.data)
-                .map_err(|e| ("compressed", format!("format {:?}: {e}", msg.format)))?;
-            let (w, h) = img.dimensions();
-            (msg.header, w, h, img.into_raw())
-        } else {
+        if kind == KnownType::Image {
             let msg: Image = cdr::decode(data).map_err(cdr_err)?;
-            let mut rgb = Vec::new();
-            decode_image(&msg, &mut rgb, &mut self.rejections)
-                .map_err(|e| (e.kind(), e.to_string()))?;
-            (msg.header, msg.width, msg.height, rgb)
-        };
+            // The encoding error's kind is the skip reason; the node's conversion does the rest.
+            validate(&image_view(&msg)).map_err(|e| (e.kind(), e.to_string()))?;
+            return frame_from_image(msg, id).map_err(|e| ("image", e.to_string()));
+        }
+        let msg: CompressedImage = cdr::decode(data).map_err(cdr_err)?;
+        let img = decode_rgb8(&msg.data)
+            .map_err(|e| ("compressed", format!("format {:?}: {e}", msg.format)))?;
+        let (width, height) = img.dimensions();
         Ok(Frame {
             id,
-            stamp_ns: ns_from_time(header.stamp),
-            frame_id: header.frame_id,
+            stamp_ns: msg.header.stamp.to_ns(),
+            frame_id: msg.header.frame_id,
             width,
             height,
-            rgb,
+            rgb: img.into_raw(),
         })
     }
 
@@ -445,40 +435,10 @@ fn downmix(interleaved: &[f32], channels: u32) -> Result<Vec<f32>> {
         .collect())
 }
 
-/// Nanoseconds since the epoch of a ROS time.
-pub fn ns_from_time(t: Time) -> i64 {
-    i64::from(t.sec) * 1_000_000_000 + i64::from(t.nanosec)
-}
-
-/// The ROS time of `ns` nanoseconds since the epoch (seconds saturate at the `int32` range).
-pub fn time_from_ns(ns: i64) -> Time {
-    let sec = ns
-        .div_euclid(1_000_000_000)
-        .clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
-    Time {
-        sec,
-        nanosec: ns.rem_euclid(1_000_000_000) as u32,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::bag::cdr::{Audio, AudioInfo, TypedAudioData};
-
-    #[test]
-    fn times_round_trip_through_ns() {
-        for ns in [0i64, 1, 1_700_000_000_123_456_789, -1] {
-            assert_eq!(ns_from_time(time_from_ns(ns)), ns);
-        }
-        assert_eq!(
-            time_from_ns(-1),
-            Time {
-                sec: -1,
-                nanosec: 999_999_999
-            }
-        );
-    }
 
     #[test]
     fn typed_audio_follows_the_format_and_downmixes() {

@@ -15,14 +15,15 @@ use mcap::records::MessageHeader;
 use serde::Serialize;
 
 use super::cdr;
-use super::input::{time_from_ns, BagStats};
+use super::input::BagStats;
 use super::replay::BagClock;
 use super::{BagError, KnownType};
 use crate::pipeline::{CueEvent, FrameResult, Record, ResultSink};
 use crate::ros::convert::{
-    classification_msg, diagnostic_array, diagnostic_status, label_info_msg,
+    classification_from_result, classification_msg, diagnostic_array, diagnostic_status,
+    label_info_msg,
 };
-use crate::ros::msgs::{DiagnosticStatus, Header};
+use crate::ros::msgs::{DiagnosticStatus, Header, Time};
 use crate::Result;
 
 /// Output topic names (those `hlfp_node` publishes under, in the root namespace).
@@ -59,10 +60,10 @@ fn qos_yaml(transient_local: bool) -> String {
     )
 }
 
-/// The last µs of millisecond `ms`: records carry ms, so an event logged there is never logged
+/// The last ns of millisecond `ms`: records carry ms, so an event logged there is never logged
 /// before the input that caused it.
-fn end_of_ms_us(ms: u64) -> u64 {
-    ms.saturating_mul(1000).saturating_add(999)
+fn end_of_ms_ns(ms: u64) -> u64 {
+    ms.saturating_mul(1_000_000).saturating_add(999_999)
 }
 
 /// Records the runtime's output into an MCAP file (a [`ResultSink`]).
@@ -190,7 +191,7 @@ impl BagRecorder {
 
     fn stamp(log_ns: u64) -> Header {
         Header {
-            stamp: time_from_ns(i64::try_from(log_ns).unwrap_or(i64::MAX)),
+            stamp: Time::from_ns(i64::try_from(log_ns).unwrap_or(i64::MAX)),
             frame_id: String::new(),
         }
     }
@@ -209,12 +210,8 @@ impl BagRecorder {
         self.counts.frames_classified += 1;
         let log_ns = self
             .clock
-            .log_time_ns(end_of_ms_us(r.time_ms) + (r.latency_ms.max(0.0) * 1000.0) as u64);
-        let header = Header {
-            stamp: time_from_ns(r.stamp_ns),
-            frame_id: r.frame_id.clone(),
-        };
-        let msg = classification_msg(header, r.top.iter().map(|c| (c.class.as_str(), c.score)));
+            .log_time_ns(end_of_ms_ns(r.time_ms) + (r.latency_ms.max(0.0) * 1e6) as u64);
+        let msg = classification_from_result(r);
         self.write(self.channels.classification, log_ns, &msg)
     }
 
@@ -224,7 +221,7 @@ impl BagRecorder {
             return Ok(());
         }
         self.counts.cues_accepted += 1;
-        let log_ns = self.clock.log_time_ns(end_of_ms_us(c.time_ms));
+        let log_ns = self.clock.log_time_ns(end_of_ms_ns(c.time_ms));
         let header = Header {
             frame_id: c.source.clone(),
             ..Self::stamp(log_ns)
@@ -267,7 +264,7 @@ impl BagRecorder {
         } else {
             (DiagnosticStatus::OK, "running".to_string())
         };
-        let log_ns = self.clock.log_time_ns(time_ms * 1000);
+        let log_ns = self.clock.log_time_ns(time_ms.saturating_mul(1_000_000));
         let msg = diagnostic_array(
             Self::stamp(log_ns),
             diagnostic_status("hlfp run: bag replay", "", level, &message, &values),

@@ -64,11 +64,9 @@ impl BagClock {
         self.origin_ns.get().copied()
     }
 
-    /// The log time of `bag_us` on this clock.
-    pub fn log_time_ns(&self, bag_us: u64) -> u64 {
-        self.origin_ns()
-            .unwrap_or(0)
-            .saturating_add(bag_us.saturating_mul(1000))
+    /// The log time `bag_ns` nanoseconds into the bag.
+    pub fn log_time_ns(&self, bag_ns: u64) -> u64 {
+        self.origin_ns().unwrap_or(0).saturating_add(bag_ns)
     }
 }
 
@@ -118,7 +116,9 @@ impl Gate {
 }
 
 /// A sink that tells the lockstep reader about each report before passing it on. Use it
-/// around the run's sink whenever the replay is in lockstep (a no-op otherwise).
+/// around the run's sink whenever the replay is in lockstep (a no-op otherwise). Lockstep
+/// needs one report per frame, so it runs with `FramePolicy::Every` and classification enabled
+/// (a frame counted as disabled is not reported, and the reader would wait for it).
 pub struct GatedSink<S> {
     inner: S,
     gate: Arc<Gate>,
