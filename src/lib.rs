@@ -5,6 +5,7 @@
 
 pub mod alloc;
 pub mod audio;
+pub mod bag;
 pub mod data;
 pub mod demo;
 pub mod error;
