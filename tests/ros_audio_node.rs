@@ -436,3 +436,42 @@ fn the_mapping_is_checked_against_the_labels() {
     .to_string();
     assert!(err.contains("chainsaw"), "{err}");
 }
+
+#[test]
+fn the_detector_changes_settings_in_place_but_not_its_window_geometry() {
+    use hlfp::audio::detector::Detector;
+    use hlfp::audio::features::LogMelConfig;
+    let cfg = DetectorConfig::default();
+    let mut d = Detector::new(
+        cfg.clone(),
+        &LogMelConfig::default(),
+        BandScorer::new("cat", "dog", 96),
+    )
+    .unwrap();
+    let refused = [
+        DetectorConfig {
+            hop_frames: cfg.hop_frames + 1,
+            ..cfg.clone()
+        },
+        DetectorConfig {
+            smoothing_windows: cfg.smoothing_windows + 1,
+            ..cfg.clone()
+        },
+        DetectorConfig {
+            default_thresholds: Thresholds { on: 0.2, off: 0.5 },
+            ..cfg.clone()
+        },
+    ];
+    for bad in refused {
+        assert!(d.set_config(bad).is_err());
+        assert_eq!(d.config(), &cfg, "a refused config changed nothing");
+    }
+    let next = DetectorConfig {
+        hold_s: 0.1,
+        silence_rms_dbfs: -30.0,
+        default_thresholds: Thresholds { on: 0.7, off: 0.2 },
+        ..cfg.clone()
+    };
+    d.set_config(next.clone()).unwrap();
+    assert_eq!(d.config(), &next);
+}
