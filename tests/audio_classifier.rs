@@ -2,7 +2,7 @@
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use hlfp::audio::classifier::{AudioClassifier, AudioClassifierConfig, FeatureNorm};
+use hlfp::audio::classifier::{AudioClassifier, AudioClassifierConfig, FeatureNorm, PoolingHead};
 use rand::{Rng, SeedableRng};
 
 fn labels(n: usize) -> Vec<String> {
@@ -60,6 +60,28 @@ fn save_then_load_gives_identical_predictions_and_metadata() -> anyhow::Result<(
     for w in random_windows(4, cfg.window_len(), 11) {
         assert_eq!(model.predict(&w)?, loaded.predict(&w)?);
     }
+    Ok(())
+}
+
+#[test]
+fn attention_head_round_trips_and_sums_frame_logits() -> anyhow::Result<()> {
+    let mut cfg = small_cfg();
+    cfg.head = PoolingHead::Attention;
+    let model = trained_looking_model(cfg.clone())?;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("att.safetensors");
+    model.save(&path)?;
+    let loaded = AudioClassifier::load(&path, &Device::Cpu)?;
+    assert_eq!(loaded.config().head, PoolingHead::Attention);
+    for w in random_windows(3, cfg.window_len(), 17) {
+        let p = loaded.predict(&w)?;
+        assert_eq!(model.predict(&w)?, p);
+        assert_eq!(p.len(), 5);
+        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+    }
+    // Names parse to heads; unknown names are refused.
+    assert_ne!(PoolingHead::parse("attention")?, PoolingHead::MeanMax);
+    assert!(PoolingHead::parse("avg").is_err());
     Ok(())
 }
 
@@ -223,15 +245,25 @@ fn feature_norm_is_per_bin_mean_and_std() -> anyhow::Result<()> {
 fn shipped_model_loads_with_its_labels_and_front_end() -> anyhow::Result<()> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/models/audio_cues.safetensors");
     let model = AudioClassifier::load(path, &Device::Cpu)?;
-    assert_eq!(model.labels().len(), 19);
-    for l in ["cat", "dog", "chainsaw", "rain", "sea_waves"] {
+    // Every folder of audio/ and audio_extra/ is a label (issue 15).
+    assert_eq!(model.labels().len(), 43);
+    for l in [
+        "cat",
+        "dog",
+        "chainsaw",
+        "rain",
+        "crying_baby",
+        "speech",
+        "rooster",
+    ] {
         assert!(model.labels().iter().any(|m| m == l), "missing {l}");
     }
-    assert_eq!((model.window_frames(), model.n_mels()), (96, 64));
+    assert_eq!((model.window_frames(), model.n_mels()), (64, 64));
+    assert_eq!(model.config().head, PoolingHead::Attention);
     // The model must have been trained on the front-end the detector runs.
     let fe: hlfp::audio::features::LogMelConfig = serde_json::from_str(&model.config().front_end)?;
     assert_eq!(fe, hlfp::audio::features::LogMelConfig::default());
-    let p = model.predict(&vec![-60.0; 96 * 64])?;
+    let p = model.predict(&vec![-60.0; 64 * 64])?;
     assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-4);
     Ok(())
 }

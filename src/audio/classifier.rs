@@ -26,6 +26,39 @@ pub const DEFAULT_WINDOW_FRAMES: usize = 96;
 /// Mel bins of the front-end.
 pub const DEFAULT_N_MELS: usize = 64;
 
+/// How the per-frame features become one score per label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PoolingHead {
+    /// Mean and max over time, concatenated, then one linear layer (the first shipped model).
+    #[default]
+    MeanMax,
+    /// Decision-level attention: per frame, one logit and one attention score per label; the
+    /// window's logit is the attention-weighted (softmax over time) sum of the frame logits, so
+    /// a short call in a few frames can decide the window.
+    Attention,
+}
+
+impl PoolingHead {
+    /// Name stored in the weights file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::MeanMax => "meanmax",
+            Self::Attention => "attention",
+        }
+    }
+
+    /// Parse a stored or command-line name.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "meanmax" => Ok(Self::MeanMax),
+            "attention" => Ok(Self::Attention),
+            _ => Err(Error::Config(format!(
+                "unknown pooling head {s:?}; expected \"meanmax\" or \"attention\""
+            ))),
+        }
+    }
+}
+
 /// Shape of an [`AudioClassifier`]: what it reads and what it says.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AudioClassifierConfig {
@@ -39,6 +72,8 @@ pub struct AudioClassifierConfig {
     pub channels: Vec<usize>,
     /// Human-readable description of the front-end the model expects (stored in the file).
     pub front_end: String,
+    /// Pooling over time (files without a `head` key are [`PoolingHead::MeanMax`]).
+    pub head: PoolingHead,
 }
 
 impl AudioClassifierConfig {
@@ -50,6 +85,7 @@ impl AudioClassifierConfig {
             n_mels: DEFAULT_N_MELS,
             channels: vec![16, 32, 64, 64],
             front_end: front_end.into(),
+            head: PoolingHead::MeanMax,
         }
     }
 
@@ -206,6 +242,8 @@ pub struct AudioClassifier {
     norm_std: Tensor,
     blocks: Vec<ConvBlock>,
     head: Linear,
+    /// Attention scores per frame and label ([`PoolingHead::Attention`] only).
+    att: Option<Linear>,
     device: Device,
 }
 
@@ -240,7 +278,17 @@ impl AudioClassifier {
             c_in = c_out;
         }
         let f_out = cfg.n_mels >> cfg.channels.len();
-        let head = candle_nn::linear(2 * c_in * f_out, cfg.labels.len(), vb.pp("head"))
+        let (head_in, att) = match cfg.head {
+            PoolingHead::MeanMax => (2 * c_in * f_out, None),
+            PoolingHead::Attention => (
+                c_in * f_out,
+                Some(
+                    candle_nn::linear(c_in * f_out, cfg.labels.len(), vb.pp("att"))
+                        .ctx("audio classifier attention")?,
+                ),
+            ),
+        };
+        let head = candle_nn::linear(head_in, cfg.labels.len(), vb.pp("head"))
             .ctx("audio classifier head")?;
         let norm_mean = Tensor::from_slice(&norm.mean, (1, 1, 1, cfg.n_mels), &device)
             .ctx("feature norm mean")?;
@@ -253,6 +301,7 @@ impl AudioClassifier {
             norm_std,
             blocks,
             head,
+            att,
             device,
         })
     }
@@ -306,6 +355,12 @@ impl AudioClassifier {
         if let Some(b) = self.head.bias() {
             tensors.push(("head.bias".into(), b.clone()));
         }
+        if let Some(att) = &self.att {
+            tensors.push(("att.weight".into(), att.weight().clone()));
+            if let Some(b) = att.bias() {
+                tensors.push(("att.bias".into(), b.clone()));
+            }
+        }
         tensors.push((
             "norm.mean".into(),
             self.norm_mean.flatten_all().ctx("norm mean")?,
@@ -346,6 +401,7 @@ impl AudioClassifier {
             serde_json::to_string(&self.cfg.channels).unwrap_or_default(),
         );
         m.insert("front_end".into(), self.cfg.front_end.clone());
+        m.insert("head".into(), self.cfg.head.name().into());
         m
     }
 
@@ -405,8 +461,23 @@ impl AudioClassifier {
         // mean and max over time, so a short call anywhere in the window counts.
         let (b, c, t, f) = x.dims4()?;
         let x = x.permute((0, 2, 1, 3))?.reshape((b, t, c * f))?;
-        let pooled = Tensor::cat(&[x.mean(1)?, x.max(1)?], 1)?;
-        self.head.forward(&pooled)
+        match &self.att {
+            None => {
+                let pooled = Tensor::cat(&[x.mean(1)?, x.max(1)?], 1)?;
+                self.head.forward(&pooled)
+            }
+            Some(att) => {
+                let (frame_logits, weights) = self.frame_outputs(&x, att)?;
+                (frame_logits * weights)?.sum(1)
+            }
+        }
+    }
+
+    /// Per-frame logits and attention weights (softmax over time), each `(b, t', labels)`.
+    fn frame_outputs(&self, x: &Tensor, att: &Linear) -> candle_core::Result<(Tensor, Tensor)> {
+        let logits = self.head.forward(x)?;
+        let weights = candle_nn::ops::softmax(&att.forward(x)?, 1)?;
+        Ok((logits, weights))
     }
 
     /// Softmax probabilities per label for one window of `window_frames * n_mels` values
@@ -479,6 +550,10 @@ fn config_from_metadata(
     let channels: Vec<usize> =
         serde_json::from_str(get("channels")?).map_err(|e| format!("channels: {e}"))?;
     let front_end = get("front_end")?.clone();
+    let head = match meta.get("head") {
+        Some(h) => PoolingHead::parse(h).map_err(|e| e.to_string())?,
+        None => PoolingHead::MeanMax,
+    };
     let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| e.to_string())?;
     let read = |name: &str| -> std::result::Result<Vec<f32>, String> {
         let v = st.tensor(name).map_err(|e| format!("{name}: {e}"))?;
@@ -505,6 +580,7 @@ fn config_from_metadata(
             n_mels,
             channels,
             front_end,
+            head,
         },
         norm,
     ))

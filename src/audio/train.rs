@@ -295,6 +295,29 @@ impl<'a> WindowSampler<'a> {
     }
 }
 
+/// Where training batches come from: raw log-mel windows (`n x frames x n_mels`, dB) and their
+/// label indices.
+pub trait BatchSource {
+    /// The next `n` windows and labels.
+    fn next_batch(&mut self, n: usize) -> Result<(Vec<f32>, Vec<u32>)>;
+}
+
+/// Waveform windows through the front-end: a [`WindowSampler`] with its feature function.
+pub struct WaveBatches<'s, 'a, 'f> {
+    /// The waveform sampler.
+    pub sampler: &'s mut WindowSampler<'a>,
+    /// The front-end.
+    pub features: &'f FeatureFn<'f>,
+    /// Values per window (`frames x n_mels`).
+    pub window_len: usize,
+}
+
+impl BatchSource for WaveBatches<'_, '_, '_> {
+    fn next_batch(&mut self, n: usize) -> Result<(Vec<f32>, Vec<u32>)> {
+        self.sampler.sample_batch(n, self.features, self.window_len)
+    }
+}
+
 /// Train a classifier from scratch on `clips` (training split only). `features` is the
 /// front-end; `on_step` is called after every step (progress display).
 pub fn train(
@@ -302,6 +325,38 @@ pub fn train(
     clips: &[Clip],
     cfg: &TrainAudioConfig,
     features: &FeatureFn,
+    device: &Device,
+    on_step: &mut dyn FnMut(StepInfo),
+) -> Result<AudioClassifier> {
+    model_cfg.validate()?;
+    let bg: Vec<usize> = cfg
+        .background_labels
+        .iter()
+        .filter_map(|b| model_cfg.labels.iter().position(|l| l == b))
+        .collect();
+    let mut sampler = WindowSampler::new(
+        clips,
+        model_cfg.labels.len(),
+        &bg,
+        cfg.augment.clone(),
+        cfg.seed,
+    )?;
+    let window_len = model_cfg.window_len();
+    let mut source = WaveBatches {
+        sampler: &mut sampler,
+        features,
+        window_len,
+    };
+    train_with(model_cfg, &mut source, cfg, device, on_step)
+}
+
+/// Train a classifier from scratch on batches from `source`; the feature normalisation comes
+/// from its first `cfg.norm_windows` windows. `cfg.augment` and `cfg.background_labels` are
+/// the source's business and ignored here.
+pub fn train_with(
+    model_cfg: AudioClassifierConfig,
+    source: &mut dyn BatchSource,
+    cfg: &TrainAudioConfig,
     device: &Device,
     on_step: &mut dyn FnMut(StepInfo),
 ) -> Result<AudioClassifier> {
@@ -318,28 +373,23 @@ pub fn train(
             cfg.epochs, cfg.steps_per_epoch, cfg.batch_size
         )));
     }
-    let bg: Vec<usize> = cfg
-        .background_labels
-        .iter()
-        .filter_map(|b| model_cfg.labels.iter().position(|l| l == b))
-        .collect();
     cfg.spec_augment
         .validate(model_cfg.window_frames, model_cfg.n_mels)?;
     cfg.mixup.validate()?;
     let n_labels = model_cfg.labels.len();
     let window_len = model_cfg.window_len();
-    let mut sampler = WindowSampler::new(
-        clips,
-        model_cfg.labels.len(),
-        &bg,
-        cfg.augment.clone(),
-        cfg.seed,
-    )?;
 
     // Normalisation from augmented windows, so it matches what the network sees in training.
     // SpecAugment is left out of it: its masks are filled with this mean and never occur at
     // inference.
-    let (xs, _) = sampler.sample_batch(cfg.norm_windows.max(1), features, window_len)?;
+    let (xs, _) = source.next_batch(cfg.norm_windows.max(1))?;
+    if xs.len() != cfg.norm_windows.max(1) * window_len {
+        return Err(Error::Config(format!(
+            "batch source gave {} values for {} windows of {window_len}",
+            xs.len(),
+            cfg.norm_windows.max(1)
+        )));
+    }
     let windows: Vec<Vec<f32>> = xs.chunks(window_len).map(|c| c.to_vec()).collect();
     let norm = FeatureNorm::from_windows(&windows, model_cfg.n_mels)?;
     let mask_fill = norm.mean.clone();
@@ -369,7 +419,14 @@ pub fn train(
     for step in 0..total {
         let lr = cosine_lr(cfg.lr, step, total);
         opt.set_learning_rate(lr);
-        let (mut xs, ys) = sampler.sample_batch(cfg.batch_size, features, window_len)?;
+        let (mut xs, ys) = source.next_batch(cfg.batch_size)?;
+        if xs.len() != ys.len() * window_len {
+            return Err(Error::Config(format!(
+                "batch source gave {} values for {} windows of {window_len}",
+                xs.len(),
+                ys.len()
+            )));
+        }
         let soft_targets = if cfg.mixup.is_active() {
             Some(mixup_batch(
                 &mut xs,
@@ -440,7 +497,7 @@ pub fn seeded_init(varmap: &VarMap, seed: u64, device: &Device) -> Result<()> {
                 .into_iter()
                 .map(|v| v * std)
                 .collect()
-        } else if name.starts_with("head.") {
+        } else if name.starts_with("head.") || name.starts_with("att.") {
             let bound = 1.0 / (head_fan_in as f32).sqrt();
             (0..n).map(|_| rng.random_range(-bound..=bound)).collect()
         } else {

@@ -59,6 +59,22 @@ pub struct Args {
     /// `min_on_windows` values for `--sweep-on` (default: the file's).
     #[arg(long, value_delimiter = ',')]
     pub sweep_min_on: Vec<usize>,
+    /// Held-out-by-source evaluation: `MODEL.safetensors:LIST.txt`, repeatable (one per fold;
+    /// LIST names clips relative to `--data` that MODEL never trained on, e.g. a
+    /// `train-audio --split source` run's `<out>.test.txt`). Streams, per-source tables, and
+    /// with `--sweep-on` the recall / false-cue trade-off; results pooled over folds.
+    #[arg(long)]
+    pub fold: Vec<String>,
+    /// With `--fold`: SNR of the cat/dog clips mixed into the background stream, dB (of the
+    /// clip's active part over the background under it).
+    #[arg(long, default_value_t = 10.0)]
+    pub mix_snr_db: f64,
+    /// With `--fold`: write the detection-error plot (recall vs false cues per minute) here.
+    #[arg(long)]
+    pub png: Option<PathBuf>,
+    /// With `--fold`: write the per-source tables as Markdown here.
+    #[arg(long)]
+    pub report_md: Option<PathBuf>,
 }
 
 /// `(label, path)` of every clip in `data/<label>/*.wav`, or of the listed ones, sorted.
@@ -113,6 +129,9 @@ pub fn list_clips(data: &Path, holdout: Option<&Path>) -> anyhow::Result<Vec<(St
 
 /// Run `hlfp eval-audio`.
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if !args.fold.is_empty() {
+        return super::eval_audio_sources::run(&args);
+    }
     let clips = list_clips(&args.data, args.holdout.as_deref())?;
     if !args.sweep_on.is_empty() {
         return sweep(&args, &clips);

@@ -17,8 +17,31 @@ use hlfp::audio::train::{self, Clip, ClipRef, EvalReport, TrainAudioConfig};
 #[derive(clap::Args)]
 pub struct Args {
     /// Data directory with one folder of 16 kHz mono WAV clips per label (`<label>/*.wav`).
-    #[arg(long)]
-    pub data: PathBuf,
+    /// With `--split source`, repeat it for several (e.g. `audio` and `audio_extra`); clip lists
+    /// then name clips relative to each directory's parent (`audio_extra/cat/x.wav`).
+    #[arg(long, required = true, num_args = 1..)]
+    pub data: Vec<PathBuf>,
+    /// `every`: per label every `--holdout-every`-th recording held out (the first recipe).
+    /// `source`: whole sources (`--test-sources`) held out, validation by recording, training
+    /// on precomputed mel power with mel-domain augmentation (see `audio::melaug`).
+    #[arg(long, default_value = "every")]
+    pub split: String,
+    /// With `--split source`: the sources (file-name prefixes) to hold out as the test set.
+    #[arg(long, value_delimiter = ',')]
+    pub test_sources: Vec<String>,
+    /// Output channels of the conv blocks (each block halves time and frequency).
+    #[arg(long, value_delimiter = ',', default_values_t = [16usize, 32, 64, 64])]
+    pub channels: Vec<usize>,
+    /// Pooling over time: `meanmax` or `attention`.
+    #[arg(long, default_value = "meanmax")]
+    pub head: String,
+    /// With `--split source`: a label is drawn with probability proportional to
+    /// (training clips)^this (0 = uniform over labels).
+    #[arg(long, default_value_t = 0.5)]
+    pub label_weight_power: f64,
+    /// With `--split source`: extra weight factor of the cue labels `cat` and `dog`.
+    #[arg(long, default_value_t = 2.0)]
+    pub cue_weight: f64,
     /// Output prefix: writes `<out>.safetensors`, `<out>.md` and `<out>.holdout.txt`.
     #[arg(long)]
     pub out: PathBuf,
@@ -88,13 +111,24 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    match args.split.as_str() {
+        "source" => return super::train_audio_mel::run(&args),
+        "every" => {}
+        s => bail!("--split must be `every` or `source`, got {s:?}"),
+    }
+    if args.data.len() != 1 {
+        bail!("--split every takes one --data directory");
+    }
+    let data = args.data[0].clone();
     let started = Instant::now();
     let fe = LogMelConfig::default();
     let mut model_cfg = AudioClassifierConfig::new(Vec::new(), serde_json::to_string(&fe)?);
     model_cfg.window_frames = args.window_frames;
+    model_cfg.channels = args.channels.clone();
+    model_cfg.head = hlfp::audio::classifier::PoolingHead::parse(&args.head)?;
     let window_samples = fe.n_fft + (model_cfg.window_frames - 1) * fe.hop_samples;
 
-    let refs = scan(&args.data)?;
+    let refs = scan(&data)?;
     let mut labels: Vec<String> = refs.iter().map(|r| r.label.clone()).collect();
     labels.dedup();
     model_cfg.labels = labels.clone();
@@ -135,7 +169,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             n_val += 1;
             continue;
         }
-        let samples = read_clip(&args.data.join(&r.rel_path), fe.sample_rate_hz)?;
+        let samples = read_clip(&data.join(&r.rel_path), fe.sample_rate_hz)?;
         let clip = Clip {
             label: labels.iter().position(|l| *l == r.label).unwrap_or(0),
             rel_path: r.rel_path.clone(),
@@ -277,7 +311,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// `<out>.<ext>` without eating a dot already in the prefix.
-fn with_ext(out: &Path, ext: &str) -> PathBuf {
+pub(super) fn with_ext(out: &Path, ext: &str) -> PathBuf {
     let mut s = out.as_os_str().to_owned();
     s.push(".");
     s.push(ext);
@@ -285,7 +319,7 @@ fn with_ext(out: &Path, ext: &str) -> PathBuf {
 }
 
 /// Clips as `<label>/<file>.wav`, labels and files sorted by name.
-fn scan(data: &Path) -> anyhow::Result<Vec<ClipRef>> {
+pub(super) fn scan(data: &Path) -> anyhow::Result<Vec<ClipRef>> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(data)
         .with_context(|| format!("read data dir {}", data.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -321,7 +355,7 @@ fn scan(data: &Path) -> anyhow::Result<Vec<ClipRef>> {
 
 /// The training data is 16 kHz mono PCM (SOURCES.md); another rate is refused rather than
 /// silently resampled, so the model never trains on a rate the front-end does not assume.
-fn read_clip(path: &Path, rate_hz: u32) -> anyhow::Result<Vec<f32>> {
+pub(super) fn read_clip(path: &Path, rate_hz: u32) -> anyhow::Result<Vec<f32>> {
     let clip = hlfp::audio::wav::read_wav(path)?;
     if clip.sample_rate_hz != rate_hz {
         bail!(
@@ -348,7 +382,7 @@ fn pct(num: usize, den: usize) -> String {
 }
 
 /// Per-label held-out accuracy as a Markdown table.
-fn accuracy_table(r: &EvalReport) -> String {
+pub(super) fn accuracy_table(r: &EvalReport) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
