@@ -31,13 +31,13 @@ pub struct Args {
     #[arg(long)]
     pub every_frame: bool,
     /// Start the folder again after its last image.
-    #[arg(long = "loop")]
+    #[arg(long = "loop", conflicts_with = "camera")]
     pub looped: bool,
     /// Open this camera (index) instead of a folder; needs `--features camera`.
     #[arg(long)]
     pub camera: Option<u32>,
     /// Camera resolution WxH.
-    #[arg(long, default_value = "640x480")]
+    #[arg(long, default_value = "640x480", conflicts_with = "frames")]
     pub resolution: String,
     /// Cues from this WAV, played in real time through the audio pipeline.
     #[arg(long, conflicts_with_all = ["mic", "cues_stdin"])]
