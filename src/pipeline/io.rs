@@ -99,6 +99,23 @@ impl ResultSink for ChannelSink {
     }
 }
 
+/// Records to two sinks in turn (e.g. JSON lines and a recorded bag).
+#[derive(Debug)]
+pub struct TeeSink<A, B>(pub A, pub B);
+
+impl<A: ResultSink, B: ResultSink> ResultSink for TeeSink<A, B> {
+    async fn send(&mut self, record: &Record) -> Result<()> {
+        self.0.send(record).await?;
+        self.1.send(record).await
+    }
+
+    async fn flush(&mut self) -> Result<()> {
+        let a = self.0.flush().await;
+        let b = self.1.flush().await;
+        a.and(b)
+    }
+}
+
 /// Cue messages as JSON lines (`{"class":"cat","score":0.9,"source":"audio"}`) from any
 /// buffered reader, e.g. stdin. A line that is not JSON is taken as a bare class name with
 /// score 1; blank lines are skipped.

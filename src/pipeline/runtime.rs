@@ -69,6 +69,11 @@ pub enum Control {
         /// Where the outcome goes.
         reply: oneshot::Sender<Result<()>>,
     },
+    /// List this many classes per result from now on (at least 1).
+    SetTopN(usize),
+    /// `false`: count valid frames as disabled (`frames_disabled`) instead of classifying
+    /// them; cues are still taken. `true`: classify again.
+    SetEnabled(bool),
     /// Stop taking frames, finish the one in flight, write the summary and return.
     Stop,
 }
@@ -208,6 +213,7 @@ impl Runtime {
             top_n: config.top_n,
             classes,
             in_flight: 0,
+            enabled: true,
         };
         let (mut frames_open, mut cues_open, mut control_open) = (true, true, true);
         let outcome: Result<()> = async {
@@ -228,6 +234,8 @@ impl Runtime {
                         Some(Control::SetGuidance { config, reply }) => {
                             let _ = reply.send(guidance.set_config(&config));
                         }
+                        Some(Control::SetTopN(n)) => st.top_n = n.max(1),
+                        Some(Control::SetEnabled(on)) => st.enabled = on,
                         Some(Control::Stop) => {
                             frames_open = false;
                             cues_open = false;
@@ -295,6 +303,8 @@ struct Stats {
     classes: Vec<String>,
     /// Jobs handed to the inference thread and not finished yet.
     in_flight: usize,
+    /// Classify frames ([`Control::SetEnabled`]).
+    enabled: bool,
 }
 
 impl Stats {
@@ -359,6 +369,10 @@ impl Stats {
             }
         };
         self.m.frames_in += 1;
+        if !self.enabled {
+            self.m.frames_disabled += 1;
+            return None;
+        }
         let state = guidance.state_at(now_ms);
         let Some(old) = slot.put(Job {
             frame,
