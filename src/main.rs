@@ -121,6 +121,12 @@ mod tests {
             "eval-audio --data d --sweep-min-on 2",
             "run --camera 0 --loop",
             "run --frames d --resolution 320x240",
+            "run --bag b.mcap --fps 5",
+            "run --bag b.mcap --loop",
+            "run --bag b.mcap --every-frame --rate 2",
+            "run --frames d --rate 2",
+            "run --frames d --cue-topic /c",
+            "run --bag b.mcap --audio-rate 48000",
         ] {
             let err = match parse(line) {
                 Ok(_) => {
@@ -156,6 +162,8 @@ mod tests {
             "eval-audio --data d --sweep-on 0.5 --sweep-min-on 1,2",
             "run --camera 0 --resolution 320x240",
             "run --frames d --loop",
+            "run --bag b.mcap --rate 2 --audio-topic /a --audio-rate 48000",
+            "run --bag b.mcap --every-frame --record r.mcap",
         ] {
             if let Err(e) = parse(line) {
                 panic!("{line:?}: {e}");

@@ -1,4 +1,4 @@
-//! The figures the docs quote (docs/generated/*.md) against what the shipped code and models
+//! The figures the docs quote (docs/generated/*.md, *.txt) against what the shipped code and models
 //! produce now. Each file's first line names the `hlfp` command that makes it; these tests rerun
 //! the fast ones through the binary and fail when the committed file no longer matches.
 //! `scripts/check_figures.sh` reruns all of them, including the slow demo and evaluation.
@@ -77,7 +77,8 @@ fn cost_table_matches_the_code() {
 
 #[test]
 fn shipped_model_cost_matches_its_config() {
-    check("hlfp_small_cost.md");
+    check("hlfp_small_cost.txt");
+    check("hlfp_small_cost_cutout3.txt");
 }
 
 #[test]
