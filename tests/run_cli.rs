@@ -70,6 +70,13 @@ fn run_replays_a_folder_with_stdin_cues() {
         "{}",
         String::from_utf8_lossy(&res.stderr)
     );
+    // The log goes to a pipe, not a terminal: plain text, no ANSI colour codes.
+    let log = String::from_utf8_lossy(&res.stderr);
+    assert!(log.contains("INFO"), "{log}");
+    assert!(
+        !log.contains('\x1b'),
+        "colour codes in a piped log: {log:?}"
+    );
     let lines: Vec<Value> = std::fs::read_to_string(&out)
         .unwrap()
         .lines()

@@ -22,6 +22,10 @@ pub struct Args {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Print a markdown table without the latency, the same on every machine (the README's
+    /// example is generated this way; see docs/generated/).
+    #[arg(long, conflicts_with = "json")]
+    pub markdown: bool,
     #[command(flatten)]
     pub vision: VisionArgs,
 }
@@ -71,7 +75,29 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     top.sort_by(|a, b| b.1.total_cmp(&a.1));
     top.truncate(args.top);
     let macs = model.macs(&state.active)?;
-    if args.json {
+    if args.markdown {
+        let pct = |p: f32| format!("{:.0} %", p * 100.0);
+        let cues: Vec<String> = state
+            .cued
+            .iter()
+            .map(|c| format!("{} (gain {:.2})", c.class, c.gain))
+            .collect();
+        println!(
+            "{} of {} branches, {:.3} GMACs; cues: {}\n",
+            state.active.len(),
+            classes.len(),
+            macs as f64 / 1e9,
+            if cues.is_empty() {
+                "none".into()
+            } else {
+                cues.join(", ")
+            }
+        );
+        println!("| class | probability |\n|---|---:|");
+        for (i, p) in top {
+            println!("| {} | {} |", classes[i], pct(p));
+        }
+    } else if args.json {
         let out = serde_json::json!({
             "image": args.image,
             "top": top.iter().map(|(i, p)| serde_json::json!({"class": classes[*i], "index": i, "score": p})).collect::<Vec<_>>(),

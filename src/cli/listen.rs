@@ -31,7 +31,7 @@ pub struct Args {
     #[arg(long, default_value = "config/cues.toml")]
     pub cues: PathBuf,
     /// Time resample + features + detector on 10 s of audio and print ms per second of audio.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["wav", "mic"])]
     pub bench: bool,
 }
 

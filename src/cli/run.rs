@@ -27,7 +27,7 @@ pub struct Args {
     pub bag: super::run_bag::BagArgs,
     /// Frame rate of the replay (0 = as fast as the source reads; add --every-frame to classify
     /// every image at inference speed instead of dropping the ones that arrive while busy).
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 10.0, conflicts_with = "bag")]
     pub fps: f64,
     /// Classify every frame: the source waits while the classifier is busy instead of the
     /// newest frame replacing the waiting one (no drops; for replays; a live camera falls
@@ -35,13 +35,13 @@ pub struct Args {
     #[arg(long)]
     pub every_frame: bool,
     /// Start the folder again after its last image.
-    #[arg(long = "loop")]
+    #[arg(long = "loop", conflicts_with_all = ["camera", "bag"])]
     pub looped: bool,
     /// Open this camera (index) instead of a folder; needs `--features camera`.
     #[arg(long)]
     pub camera: Option<u32>,
     /// Camera resolution WxH.
-    #[arg(long, default_value = "640x480")]
+    #[arg(long, default_value = "640x480", conflicts_with_all = ["frames", "bag"])]
     pub resolution: String,
     /// Cues from this WAV, played in real time through the audio pipeline.
     #[arg(long, conflicts_with_all = ["mic", "cues_stdin"])]

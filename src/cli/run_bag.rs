@@ -22,21 +22,26 @@ pub struct BagArgs {
     #[arg(long, requires = "bag")]
     pub image_topic: Option<String>,
     /// Cue topic of the bag (vision_msgs/msg/Classification, class_id = visual class).
-    #[arg(long, default_value = "/cues")]
+    #[arg(long, default_value = "/cues", requires = "bag")]
     pub cue_topic: String,
     /// Audio topic of the bag (audio_common_msgs AudioDataStamped or AudioStamped), run through
     /// the audio model (--audio-model, --cues) into cues; default: audio is not read.
     #[arg(long, requires = "bag")]
     pub audio_topic: Option<String>,
     /// Sample rate of audio messages that carry none (AudioDataStamped, S16LE).
-    #[arg(long, default_value_t = 16_000)]
+    #[arg(long, default_value_t = 16_000, requires = "audio_topic")]
     pub audio_rate: u32,
     /// Interleaved channels of audio messages that carry none.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, requires = "audio_topic")]
     pub audio_channels: u32,
-    /// Replay speed relative to the recording (1 = recorded timing); ignored with
+    /// Replay speed relative to the recording (1 = recorded timing); refused with
     /// --every-frame, which replays as fast as the classifier goes.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(
+        long,
+        default_value_t = 1.0,
+        requires = "bag",
+        conflicts_with = "every_frame"
+    )]
     pub rate: f64,
     /// Record the results into this MCAP file: vision_msgs Classification per frame (with the
     /// frame's header), accepted cues, LabelInfo, DiagnosticArray.

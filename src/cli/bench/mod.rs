@@ -59,14 +59,15 @@ pub struct Args {
     #[arg(long, default_value = "runs/bench/latency_vs_branches.png")]
     pub plot: PathBuf,
     /// Do not write the PNG.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "plot")]
     pub no_plot: bool,
     /// PyTorch timings to show alongside: the JSON line of `scripts/bench_pytorch.py --json`.
     #[arg(long)]
     pub pytorch: Option<PathBuf>,
     /// Measure peak RSS instead: write a random HLFP-small weights file (streamed) and load a
     /// cutout from it in a fresh process.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["iters", "warmup", "plot", "no_plot", "pytorch",
+        "cuda_untuned", "cuda_candle_conv", "cuda_unfused_epilogue"])]
     pub memory: bool,
     /// --memory: number of classes of the model written.
     #[arg(long, default_value_t = 1000)]

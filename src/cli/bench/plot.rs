@@ -99,12 +99,12 @@ pub(super) fn write_plot(
         panels: vec![Panel {
             y_label: "median latency (ms)".into(),
             series,
-            y_range: None,
+            ..Default::default()
         }],
-        markers: vec![],
         text: super::super::common::load_font(None),
         width: 760,
         panel_height: 440,
+        ..Default::default()
     };
     if let Some(dir) = png.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
