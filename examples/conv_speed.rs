@@ -1,6 +1,6 @@
 //! Quick look: the engine's GEMM conv vs candle's conv2d on ResNet layer shapes (median of 20).
 use candle_core::{Device, Tensor};
-use hlfp::engine::conv::{ConvSpec, FoldedConv, Scratch};
+use hlfp::kernels::cpu_conv::{ConvSpec, GemmConv, Scratch};
 use std::time::Instant;
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -68,7 +68,7 @@ fn main() {
         let w: Vec<f32> = (0..s.out_c * kg)
             .map(|i| ((i * 104729) % 1000) as f32 / 1e5)
             .collect();
-        let conv = FoldedConv::new(s, w.clone(), vec![0.0; s.out_c]).unwrap();
+        let conv = GemmConv::new(s, w.clone(), vec![0.0; s.out_c]).unwrap();
         let mut out = Vec::new();
         let mut scratch = Scratch::default();
         let mut ours = vec![];

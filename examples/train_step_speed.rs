@@ -4,7 +4,7 @@
 //! `cargo run --release --example train_step_speed -- [width] [input] [batch] [f32|bf16]`
 use candle_core::{Device, Tensor, Var};
 use hlfp::data::loader::Batch;
-use hlfp::model::im2col::conv_im2col;
+use hlfp::kernels::im2col_op::conv_im2col;
 use hlfp::model::{ModelConfig, Variant};
 use hlfp::train::{OptimizerConfig, Precision, TrainConfig, Trainer};
 use std::time::Instant;
@@ -74,6 +74,7 @@ fn main() -> anyhow::Result<()> {
         weight_decay: 0.05,
         seed: 0,
         precision,
+        fused_batch_norm: std::env::var("HLFP_TRAIN_BN").map_or(true, |v| v != "candle"),
     };
     let mut trainer = Trainer::new(cfg, tc, &dev)?;
     let images: Vec<f32> = (0..batch * 3 * input * input)

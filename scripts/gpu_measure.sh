@@ -6,8 +6,8 @@
 # BIN_DIR holds `hlfp` built with `--features cuda` and, optionally, the test binaries
 # `parity` and `cuda` (from `cargo test --release --features cuda --no-run`).
 # Writes to OUT_DIR: gpu.txt (nvidia-smi), tests.txt, bench_own.json (our CUDA convs, eager and
-# CUDA graph), bench_candle_conv.json (candle's conv2d, HLFP_CUDA_CONV=candle),
-# bench_unfused.json (HLFP_CUDA_EPILOGUE=unfused), bench_untuned.json (candle's device defaults), torch_cuda.json and torch_cuda_fp32.json (PyTorch
+# CUDA graph), bench_candle_conv.json (candle's conv2d, --cuda-candle-conv),
+# bench_unfused.json (--cuda-unfused-epilogue), bench_untuned.json (candle's device defaults), torch_cuda.json and torch_cuda_fp32.json (PyTorch
 # eager and CUDA graph, TF32 convs as PyTorch defaults and off; scripts/bench_pytorch.py), bench_own_2.json (a second sitting) and
 # latency_vs_branches_cuda.png.
 set -uo pipefail
@@ -26,9 +26,9 @@ iters=${ITERS:-200}; warm=${WARMUP:-20}
 bench() { "$bin/hlfp" bench --device cuda --iters "$iters" --warmup "$warm" --json "$@"; }
 bench --plot "$out/latency_vs_branches_cuda.png" >"$out/bench_own.json"
 echo "bench (own convs, tuned device, + CUDA graphs): rc $?"
-HLFP_CUDA_CONV=candle bench --no-plot >"$out/bench_candle_conv.json"
+bench --cuda-candle-conv --no-plot >"$out/bench_candle_conv.json"
 echo "bench (candle conv2d, tuned device, + CUDA graphs): rc $?"
-HLFP_CUDA_EPILOGUE=unfused bench --no-plot >"$out/bench_unfused.json"
+bench --cuda-unfused-epilogue --no-plot >"$out/bench_unfused.json"
 echo "bench (bias, residual, ReLU as candle ops): rc $?"
 bench --no-plot --cuda-untuned >"$out/bench_untuned.json"
 echo "bench (own convs, candle's device defaults): rc $?"

@@ -18,7 +18,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::pipeline::{FrameResult, Record};
-use crate::plot::{Figure, Mark, Panel, Series};
+use crate::plot::{Figure, Mark, Panel, Series, Span};
 use crate::{Error, Result};
 
 /// How the scenario is laid out.
@@ -345,6 +345,54 @@ impl DemoReport {
         }
     }
 
+    /// The report as a markdown table for the docs: the rows of [`Self::text`] that do not
+    /// depend on the machine (no latency; the cue's arrival to 0.1 s), so a rerun with the
+    /// same models gives the same table unless the cue's real-time arrival moves a frame.
+    pub fn markdown(&self) -> String {
+        let pct = |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.0} %", v * 100.0));
+        let mut s = format!(
+            "Target {:?}; the cue {}.\n\n",
+            self.target,
+            self.cue_at_s
+                .map_or("never arrived".into(), |t| format!("arrived at {t:.1} s"))
+        );
+        s += "| | before the cue | cue active | after it expired |\n|---|---:|---:|---:|\n";
+        let row = |name: &str, f: &dyn Fn(&PhaseReport) -> String| {
+            format!(
+                "| {name} | {} | {} | {} |\n",
+                f(&self.before),
+                f(&self.guided),
+                f(&self.after)
+            )
+        };
+        s += &row("frames", &|p| p.frames.to_string());
+        s += &row("target frames detected (top-1 = target)", &|p| {
+            format!(
+                "{}/{}, {}",
+                p.target_detected,
+                p.target_frames,
+                pct(p.detection_rate)
+            )
+        });
+        s += &row("false alarms (other frames called the target)", &|p| {
+            pct(p.false_alarm_rate)
+        });
+        s += &row("appearances found", &|p| {
+            format!("{}/{}", p.episodes_found, p.episodes)
+        });
+        s += &row("active branches (mean)", &|p| {
+            format!("{:.1}", p.mean_active_branches)
+        });
+        s += &row("MMACs per frame (mean)", &|p| {
+            format!("{:.1}", p.mean_mmacs)
+        });
+        s += &format!(
+            "\nDropped frames {}, failed frames {}.\n",
+            self.dropped_frames, self.failed_frames
+        );
+        s
+    }
+
     /// A short human-readable report.
     pub fn text(&self) -> String {
         let pct = |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.0} %", v * 100.0));
@@ -400,8 +448,35 @@ impl DemoReport {
     }
 }
 
+/// The stretches of time (s) during which the target was cued: from the first frame that ran
+/// with the cue to the first frame after it that ran without (or the last frame).
+pub fn cue_windows(records: &[Record], target: &str) -> Vec<(f64, f64)> {
+    let mut out: Vec<(f64, f64)> = Vec::new();
+    let mut open: Option<f64> = None;
+    let mut last_t = None;
+    for r in records {
+        let Record::Result(f) = r else { continue };
+        let t = f.time_ms as f64 / 1e3;
+        let cued = f.cued.iter().any(|c| c == target);
+        match (cued, open) {
+            (true, None) => open = Some(t),
+            (false, Some(t0)) => {
+                out.push((t0, t));
+                open = None;
+            }
+            _ => {}
+        }
+        last_t = Some(t);
+    }
+    if let (Some(t0), Some(t1)) = (open, last_t) {
+        out.push((t0, t1));
+    }
+    out
+}
+
 /// The timeline figure: the target's score per frame (target frames and others apart), active
-/// branches, and latency, against runtime time, with the cue arrivals marked.
+/// branches, and latency, against runtime time, with the cue arrivals marked, the stretch
+/// during which the cue held shaded, and a note on what the probability is a softmax over.
 pub fn timeline_figure(scenario: &Scenario, records: &[Record], text: bool) -> Figure {
     let target = &scenario.config.target;
     let shows: HashMap<u64, bool> = scenario
@@ -437,9 +512,31 @@ pub fn timeline_figure(scenario: &Scenario, records: &[Record], text: bool) -> F
         let t = c.time_ms as f64 / 1e3;
         match markers.last_mut() {
             Some((t0, label)) if t - *t0 < 0.25 => *label += &format!(", {}", c.class),
-            _ => markers.push((t, format!("cue {}", c.class))),
+            _ => markers.push((t, format!("cue arrived: {}", c.class))),
         }
     }
+    let spans = cue_windows(records, target)
+        .into_iter()
+        .map(|x| Span {
+            x,
+            name: format!("cue for {target} holds"),
+        })
+        .collect();
+    let counts = span_of(branches.iter().map(|p| p.1));
+    let note = counts.map(|(few, all)| {
+        if few < all {
+            format!(
+                "P({target}) is a softmax over the classes whose branches run: over all {all} \
+                 without a cue, over only {few} while the cutout runs, so values inside the \
+                 shaded stretch are not comparable with those outside it."
+            )
+        } else {
+            format!(
+                "P({target}) is a softmax over all {all} classes throughout; the cue only \
+                 raises the gains of the cued classes' branches."
+            )
+        }
+    });
     let dots = |name: &str, points, rgb| Series {
         name: name.into(),
         points,
@@ -453,30 +550,48 @@ pub fn timeline_figure(scenario: &Scenario, records: &[Record], text: bool) -> F
             Panel {
                 y_label: format!("P({target})"),
                 series: vec![
-                    dots("frames showing the target", on_target, (214, 39, 40)),
+                    dots(
+                        &format!("frames showing a {target}"),
+                        on_target,
+                        (214, 39, 40),
+                    ),
                     dots("other frames", on_other, (150, 150, 150)),
                 ],
                 y_range: Some((0.0, 1.0)),
+                integer_y: false,
             },
             Panel {
                 y_label: "active branches".into(),
                 series: vec![Series {
-                    name: "active branches".into(),
+                    name: "branches run per frame".into(),
                     points: branches,
                     rgb: (31, 119, 180),
                     mark: Mark::Steps,
                 }],
                 y_range: None,
+                integer_y: true,
             },
             Panel {
                 y_label: "latency (ms)".into(),
-                series: vec![dots("latency", latency, (44, 160, 44))],
-                y_range: None,
+                series: vec![dots("inference latency per frame", latency, (44, 160, 44))],
+                ..Default::default()
             },
         ],
         markers,
+        spans,
+        note,
         text,
-        width: 960,
+        width: 1060,
         panel_height: 220,
     }
+}
+
+fn span_of(values: impl Iterator<Item = f64>) -> Option<(usize, usize)> {
+    values.fold(None, |acc, v| {
+        let v = v as usize;
+        Some(match acc {
+            None => (v, v),
+            Some((lo, hi)) => (lo.min(v), hi.max(v)),
+        })
+    })
 }

@@ -5,14 +5,15 @@
 
 pub mod alloc;
 pub mod audio;
+pub mod bag;
 pub mod data;
 pub mod demo;
-pub mod engine;
 pub mod error;
 pub mod eval;
-pub mod gpu;
 pub mod guidance;
+pub mod kernels;
 pub mod model;
+pub mod node;
 pub mod pipeline;
 pub mod plot;
 pub mod ros;

@@ -6,14 +6,14 @@
 #![cfg(feature = "cuda")]
 
 use candle_core::{Device, Tensor};
-use hlfp::model::cuda_conv::conv_cuda;
-use hlfp::model::im2col::conv_im2col;
+use hlfp::kernels::cuda_conv::conv_cuda;
+use hlfp::kernels::im2col_op::conv_im2col;
 
 mod model_util;
 use model_util::max_diff;
 
 fn gpu() -> Option<Device> {
-    match hlfp::gpu::cuda_device(0, true) {
+    match hlfp::kernels::cuda_graph::cuda_device(0, true) {
         Ok(d) => Some(d),
         Err(e) => {
             eprintln!("SKIP: no CUDA device ({e})");
@@ -80,7 +80,7 @@ fn bad_shapes_are_errors_not_panics() {
 
 #[test]
 fn graph_replay_equals_eager_for_each_cutout_and_new_inputs() {
-    use hlfp::gpu::GraphForward;
+    use hlfp::kernels::cuda_graph::GraphForward;
     use hlfp::model::{weights, InferenceModel, ModelConfig, Selection, Variant};
     let Some(dev) = gpu() else { return };
     let mut cfg = ModelConfig::new(Variant::HlfpSmall, 6);
@@ -115,9 +115,9 @@ fn graph_replay_equals_eager_for_each_cutout_and_new_inputs() {
 #[test]
 fn graph_capture_needs_a_tuned_device() {
     let Some(_) = gpu() else { return };
-    let plain = hlfp::gpu::cuda_device(0, false).unwrap();
+    let plain = hlfp::kernels::cuda_graph::cuda_device(0, false).unwrap();
     let x = tensor(&[1, 4], 0).to_device(&plain).unwrap();
-    let r = hlfp::gpu::GraphForward::capture(&x, |t| Ok(t.clone()));
+    let r = hlfp::kernels::cuda_graph::GraphForward::capture(&x, |t| Ok(t.clone()));
     assert!(r.is_err());
 }
 
@@ -178,7 +178,7 @@ fn classifier_on_cuda_replays_graphs_and_matches_the_cpu_engine() {
 /// The fused bias + residual + ReLU kernel equals candle's three ops.
 #[test]
 fn fused_epilogue_equals_bias_add_residual_relu() {
-    use hlfp::model::cuda_conv::bias_residual_act;
+    use hlfp::kernels::cuda_conv::bias_residual_act;
     let Some(dev) = gpu() else { return };
     for (b, c, side) in [(1, 8, 5), (2, 3, 7), (1, 64, 14)] {
         let y = tensor(&[b, c, side, side], 1);

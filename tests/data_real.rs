@@ -1,29 +1,17 @@
-//! The reader and loader over the project's real photos (`../shared/data/images`); skipped
-//! with a message when the data is absent.
+//! The reader and loader over the project's real photos (`../shared/data/images`); ignored
+//! unless run with `--include-ignored` where the data exists.
+
+mod shared_data;
+use shared_data::shared_data;
 
 use hlfp::data::image_folder::{ImageFolder, Verify};
 use hlfp::data::loader::{BatchLoader, LoaderConfig, Transform};
 use hlfp::vision::augment::AugmentConfig;
-use std::path::PathBuf;
-
-fn data_dir(sub: &str) -> Option<PathBuf> {
-    [
-        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data")),
-        PathBuf::from("/work/shared/data"),
-    ]
-    .into_iter()
-    .map(|d| d.join(sub))
-    .find(|d| d.is_dir())
-}
 
 #[test]
+#[ignore = "needs ../shared/data"]
 fn real_validation_photos_scan_clean_and_load() {
-    let Some(dir) = data_dir("images") else {
-        eprintln!(
-            "SKIPPED: ../shared/data/images not found (real-photo test needs the shared data)"
-        );
-        return;
-    };
+    let dir = shared_data("images");
     let ds = ImageFolder::open(&dir, None, Verify::Header).unwrap();
     assert_eq!(ds.classes.len(), 14, "{:?}", ds.classes);
     assert_eq!(ds.len(), 1100);

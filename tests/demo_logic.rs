@@ -167,8 +167,40 @@ fn report_splits_phases_at_the_cue_and_counts_detections() {
     assert_eq!(r.guided.mean_mmacs, 4.0);
     assert_eq!(r.before.median_latency_ms, 14.0);
     assert!(r.text().contains("cue arrived at 10.00 s"));
+    let md = r.markdown();
+    assert!(md.contains("the cue arrived at 10.0 s"), "{md}");
+    let detected = md
+        .lines()
+        .find(|l| l.starts_with("| target frames detected"))
+        .unwrap();
+    assert!(
+        detected.contains(&format!(
+            "| {}/{}, 100 % |",
+            r.guided.target_detected, r.guided.target_frames
+        )),
+        "{detected}"
+    );
+    assert!(
+        md.contains("| MMACs per frame (mean) | 14.0 | 4.0 |"),
+        "{md}"
+    );
+    assert!(!md.contains("latency"), "no machine-dependent rows");
     let fig = timeline_figure(&s, &records, false);
     assert_eq!(fig.markers.len(), 1);
+    // The cue window is shaded from the first cued frame to the first frame after it (fps 10).
+    assert_eq!(fig.spans.len(), 1);
+    let (t0, t1) = fig.spans[0].x;
+    assert!(
+        (t0 - 10.0).abs() < 1e-9 && (t1 - 15.0).abs() < 1e-9,
+        "{t0} {t1}"
+    );
+    assert_eq!(fig.spans[0].x, hlfp::demo::cue_windows(&records, "dog")[0]);
+    let note = fig.note.as_deref().unwrap();
+    assert!(
+        note.contains("over all 14") && note.contains("only 4"),
+        "{note}"
+    );
+    assert!(fig.panels[1].integer_y, "branch counts get integer ticks");
     let on_target = &fig.panels[0].series[0].points;
     assert_eq!(
         on_target.len(),

@@ -24,6 +24,9 @@ impl Classifier for Scripted {
     fn config(&self) -> &ModelConfig {
         &self.cfg
     }
+    fn backend(&self) -> &'static str {
+        "scripted"
+    }
     fn logits(&self, x: &Tensor, sel: &Selection, gains: &[f32]) -> hlfp::Result<Tensor> {
         let ids: Vec<f32> = x
             .flatten_from(1)

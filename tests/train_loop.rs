@@ -61,6 +61,7 @@ fn recipe(optimizer: OptimizerConfig, epochs: u64, lr: f64) -> TrainConfig {
         weight_decay: 1e-4,
         seed: 5,
         precision: Precision::F32,
+        fused_batch_norm: true,
     }
 }
 
@@ -153,6 +154,7 @@ fn bf16_mixed_precision_trains_on_f32_master_weights_close_to_f32() {
     let f32_cfg = recipe(OptimizerConfig::adamw(), 100, 3e-3);
     let bf16_cfg = TrainConfig {
         precision: Precision::Bf16,
+        fused_batch_norm: true,
         ..f32_cfg
     };
     let b = batch(0, 0, 12);

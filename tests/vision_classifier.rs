@@ -80,5 +80,13 @@ fn bad_frames_and_bundles_are_errors() {
     let err = VisionClassifier::load_bundle(&missing, DeviceChoice::Cpu, 1)
         .err()
         .unwrap();
+    assert!(err.to_string().contains("not found"), "{err}");
+    // A weights file without its sidecar config names the config it looked for.
+    let dir = tempfile::tempdir().unwrap();
+    let lone = dir.path().join("model.safetensors");
+    std::fs::copy(weights(), &lone).unwrap();
+    let err = VisionClassifier::load_bundle(&lone, DeviceChoice::Cpu, 1)
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("model.json"), "{err}");
 }

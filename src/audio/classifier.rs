@@ -209,9 +209,9 @@ impl ConvBlock {
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
-        // im2col + matmul on the CPU (model::blocks::conv): several times faster than candle's
+        // im2col + matmul on the CPU (model::layers::conv): several times faster than candle's
         // conv2d at these shapes, forward and backward.
-        let x = crate::model::blocks::conv(x, self.conv.weight(), 1, 1, 1)?;
+        let x = crate::model::layers::conv(x, self.conv.weight(), 1, 1, 1)?;
         let x = self.bn.forward_t(&x, train)?;
         x.relu()?.max_pool2d(2)
     }
@@ -331,6 +331,12 @@ impl AudioClassifier {
             .clone()
             .ok_or_else(|| werr("no __metadata__ map (labels, window) in file".into()))?;
         let (cfg, norm) = config_from_metadata(&meta, &mmap).map_err(werr)?;
+        // NaN weights would make every window score NaN and the detector silently never fire.
+        if let Some(name) = first_non_finite_tensor(&mmap) {
+            return Err(werr(format!(
+                "tensor {name} holds NaN or infinity; refusing weights that cannot score a window"
+            )));
+        }
         drop(mmap);
         // SAFETY: as above; candle keeps its own map of the same read-only file.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[path], DType::F32, device) }
@@ -593,4 +599,18 @@ impl crate::audio::detector::WindowScorer for AudioClassifier {
     fn score(&mut self, window: &[f32]) -> Result<Vec<f32>> {
         self.predict(window)
     }
+}
+
+/// The name of the first F32 tensor of a safetensors file holding NaN or infinity.
+fn first_non_finite_tensor(bytes: &[u8]) -> Option<String> {
+    let st = safetensors::SafeTensors::deserialize(bytes).ok()?;
+    let bad = st.iter().find_map(|(name, view)| {
+        (view.dtype() == safetensors::Dtype::F32
+            && view
+                .data()
+                .chunks_exact(4)
+                .any(|b| !f32::from_le_bytes([b[0], b[1], b[2], b[3]]).is_finite()))
+        .then(|| name.to_string())
+    });
+    bad
 }

@@ -166,6 +166,9 @@ pub struct DetectorStats {
     pub silent_windows: u64,
     /// Non-finite scores from the scorer, replaced by 0.
     pub bad_scores: u64,
+    /// Windows with a non-finite feature (e.g. samples near 1e30 overflow the log-mel power),
+    /// skipped: scored 0 like silence, the stream goes on.
+    pub bad_windows: u64,
 }
 
 /// The streaming detector. Feed it each chunk of model-rate samples together with the log-mel
@@ -303,6 +306,36 @@ impl<S: WindowScorer> Detector<S> {
             + self.n_fft
     }
 
+    /// Change thresholds, hold, refractory time, silence gate and `min_on_windows` in place:
+    /// buffered frames, recent scores and active events are kept, and the new values apply
+    /// from the next window (a refractory period already running keeps its end). The window
+    /// geometry (`hop_frames`, `smoothing_windows`) is fixed at construction; a config that
+    /// changes it, or fails [`DetectorConfig::validate`], is refused and nothing changes.
+    pub fn set_config(&mut self, cfg: DetectorConfig) -> Result<()> {
+        cfg.validate(&self.labels)?;
+        if cfg.hop_frames != self.cfg.hop_frames
+            || cfg.smoothing_windows != self.cfg.smoothing_windows
+        {
+            return Err(Error::Config(format!(
+                "detector: hop_frames and smoothing_windows are fixed once running ({} and {});                  got {} and {}",
+                self.cfg.hop_frames,
+                self.cfg.smoothing_windows,
+                cfg.hop_frames,
+                cfg.smoothing_windows
+            )));
+        }
+        for (label, state) in self.labels.iter().zip(&mut self.states) {
+            state.thresholds = cfg
+                .label_thresholds
+                .get(label)
+                .copied()
+                .unwrap_or(cfg.default_thresholds);
+        }
+        self.silence_ms = 10f64.powf(cfg.silence_rms_dbfs as f64 / 10.0);
+        self.cfg = cfg;
+        Ok(())
+    }
+
     /// Forget buffered frames, scores and event states, as for a new stream.
     pub fn reset(&mut self) {
         self.frames.clear();
@@ -391,6 +424,11 @@ impl<S: WindowScorer> Detector<S> {
         let row = self.history_pos * n;
         if mean_sq < self.silence_ms {
             self.stats.silent_windows += 1;
+            self.history[row..row + n].iter_mut().for_each(|h| *h = 0.0);
+        } else if self.frames.iter().any(|v| !v.is_finite()) {
+            // One bad window must not end the stream (the scorer refuses non-finite input).
+            self.stats.bad_windows += 1;
+            tracing::debug!("audio window at frame {start} has non-finite features: skipped");
             self.history[row..row + n].iter_mut().for_each(|h| *h = 0.0);
         } else {
             let scores = self.scorer.score(&self.frames)?;

@@ -22,6 +22,10 @@ pub struct Args {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Print a markdown table without the latency, the same on every machine (the README's
+    /// example is generated this way; see docs/generated/).
+    #[arg(long, conflicts_with = "json")]
+    pub markdown: bool,
     #[command(flatten)]
     pub vision: VisionArgs,
 }
@@ -62,11 +66,38 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let logits = model.logits_rgb8(&rgb, w as usize, h as usize, &state.active, &state.gains)?;
     let latency_ms = t.elapsed().as_secs_f64() * 1e3;
     let probs = hlfp::vision::classifier::softmax(&logits);
+    if let Some(p) = probs.iter().find(|p| !p.is_finite()) {
+        anyhow::bail!(
+            "the model gave a non-finite probability ({p}) for this image: refusing to print it"
+        );
+    }
     let mut top: Vec<(usize, f32)> = state.active.iter().copied().zip(probs).collect();
     top.sort_by(|a, b| b.1.total_cmp(&a.1));
     top.truncate(args.top);
     let macs = model.macs(&state.active)?;
-    if args.json {
+    if args.markdown {
+        let pct = |p: f32| format!("{:.0} %", p * 100.0);
+        let cues: Vec<String> = state
+            .cued
+            .iter()
+            .map(|c| format!("{} (gain {:.2})", c.class, c.gain))
+            .collect();
+        println!(
+            "{} of {} branches, {:.3} GMACs; cues: {}\n",
+            state.active.len(),
+            classes.len(),
+            macs as f64 / 1e9,
+            if cues.is_empty() {
+                "none".into()
+            } else {
+                cues.join(", ")
+            }
+        );
+        println!("| class | probability |\n|---|---:|");
+        for (i, p) in top {
+            println!("| {} | {} |", classes[i], pct(p));
+        }
+    } else if args.json {
         let out = serde_json::json!({
             "image": args.image,
             "top": top.iter().map(|(i, p)| serde_json::json!({"class": classes[*i], "index": i, "score": p})).collect::<Vec<_>>(),
@@ -76,6 +107,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "macs": macs,
             "latency_ms": latency_ms,
             "device": model.device_name(),
+            "backend": model.model().backend().name(),
         });
         println!("{}", serde_json::to_string(&out)?);
     } else {

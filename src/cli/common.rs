@@ -87,19 +87,8 @@ pub fn load_font(explicit: Option<&Path>) -> bool {
 }
 
 /// The candle device for a `--device` argument of the training and evaluation commands:
-/// `cpu` or `cuda[:N]` (CUDA needs the `cuda` feature).
+/// `auto`, `cpu`, `cuda` or `cuda:N` ([`DeviceChoice`], the one spelling every command and
+/// both nodes accept; CUDA needs the `cuda` feature).
 pub fn candle_device(spec: &str) -> anyhow::Result<candle_core::Device> {
-    use anyhow::Context;
-    match spec {
-        "cpu" => Ok(candle_core::Device::Cpu),
-        s if s.starts_with("cuda") => {
-            let n = s
-                .strip_prefix("cuda:")
-                .unwrap_or("0")
-                .parse()
-                .with_context(|| format!("bad device {s:?}; expected cpu or cuda:N"))?;
-            Ok(hlfp::gpu::cuda_device(n, true)?)
-        }
-        s => anyhow::bail!("unknown device {s:?}; expected cpu or cuda:N"),
-    }
+    Ok(spec.parse::<DeviceChoice>()?.device()?)
 }

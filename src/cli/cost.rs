@@ -1,6 +1,7 @@
 //! `hlfp cost`: parameters and MACs of a variant, class count and cutout, and the README cost table.
 
 use anyhow::{bail, Context};
+use hlfp::eval::report::thousands;
 use hlfp::model::cost::{cost, split_superclass_map, Cost, PartCost};
 use hlfp::model::{ModelConfig, SuperclassMap, Variant};
 use std::path::PathBuf;
@@ -10,8 +11,13 @@ use std::path::PathBuf;
 pub struct Args {
     /// Model variant: hlfp-small, hlfp-big, hlfp-late-sp, hlfp-1b-late-sp, hlfp-nested,
     /// hlfp-late-big-sp, resnet18, resnet50, resnet152.
-    #[arg(long, required_unless_present = "table")]
+    #[arg(long, required_unless_present_any = ["table", "config"])]
     pub variant: Option<String>,
+    /// A model's config JSON (e.g. models/hlfp_small.json, or a checkpoint's state.json)
+    /// instead of --variant, --classes/--class-names, --width, --input-size and superclasses.
+    #[arg(long, conflicts_with_all = ["variant", "classes", "class_names", "superclasses",
+        "num_superclasses", "width", "input_size"])]
+    pub config: Option<PathBuf>,
     /// Number of classes k (classes are named class0..class{k-1} unless --class-names is given).
     #[arg(long)]
     pub classes: Option<usize>,
@@ -40,7 +46,8 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
     /// Print the markdown cost table of every variant and the paper's cutouts (for the README).
-    #[arg(long, alias = "markdown")]
+    #[arg(long, alias = "markdown", conflicts_with_all = ["variant", "config", "classes", "class_names",
+        "active", "active_names", "superclasses", "num_superclasses", "width", "input_size", "json"])]
     pub table: bool,
 }
 
@@ -50,26 +57,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         print!("{}", markdown_table()?);
         return Ok(());
     }
-    let Some(variant) = args.variant.as_deref() else {
-        bail!("--variant is required (or use --table)");
-    };
-    let variant: Variant = variant.parse()?;
-    let class_names = class_names(&args)?;
-    let mut cfg = ModelConfig::new(variant, class_names.len());
-    cfg.class_names = class_names;
-    cfg.width = args.width;
-    cfg.input_size = args.input_size;
-    cfg.superclasses = match (&args.superclasses, args.num_superclasses) {
-        (Some(path), _) => {
+    let cfg = match &args.config {
+        Some(path) => {
             let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading superclass map {}", path.display()))?;
-            Some(SuperclassMap::parse(&text, &cfg.class_names)?)
+                .with_context(|| format!("reading {}", path.display()))?;
+            hlfp::model::files::parse_config(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
         }
-        (None, Some(n)) => Some(SuperclassMap::contiguous(cfg.num_classes(), n)?),
-        (None, None) if variant == Variant::HlfpNested => {
-            bail!("hlfp-nested needs --superclasses FILE or --num-superclasses N")
-        }
-        (None, None) => None,
+        None => config_from_flags(&args)?,
     };
     let active: Option<Vec<usize>> = match (&args.active, &args.active_names) {
         (Some(idx), _) => Some(idx.clone()),
@@ -88,6 +83,33 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         print!("{}", readable(&c));
     }
     Ok(())
+}
+
+/// The model config that --variant, --classes/--class-names, --width, --input-size and the
+/// superclass flags describe.
+fn config_from_flags(args: &Args) -> anyhow::Result<ModelConfig> {
+    let Some(variant) = args.variant.as_deref() else {
+        bail!("--variant is required (or use --config FILE or --table)");
+    };
+    let variant: Variant = variant.parse()?;
+    let class_names = class_names(args)?;
+    let mut cfg = ModelConfig::new(variant, class_names.len());
+    cfg.class_names = class_names;
+    cfg.width = args.width;
+    cfg.input_size = args.input_size;
+    cfg.superclasses = match (&args.superclasses, args.num_superclasses) {
+        (Some(path), _) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading superclass map {}", path.display()))?;
+            Some(SuperclassMap::parse(&text, &cfg.class_names)?)
+        }
+        (None, Some(n)) => Some(SuperclassMap::contiguous(cfg.num_classes(), n)?),
+        (None, None) if variant == Variant::HlfpNested => {
+            bail!("hlfp-nested needs --superclasses FILE or --num-superclasses N")
+        }
+        (None, None) => None,
+    };
+    Ok(cfg)
 }
 
 /// Class names from --class-names, or class0.. from --classes; both must agree when given.
@@ -116,19 +138,6 @@ fn class_names(args: &Args) -> anyhow::Result<Vec<String>> {
         (None, Some(k)) => Ok((0..k).map(|i| format!("class{i}")).collect()),
         (None, None) => bail!("give --classes N or --class-names FILE"),
     }
-}
-
-/// `1234567` -> `1,234,567`.
-fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
 }
 
 fn gmacs(m: u64) -> String {

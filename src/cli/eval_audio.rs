@@ -45,10 +45,10 @@ pub struct Args {
     #[arg(long, default_value_t = 1.0)]
     pub pad_s: f64,
     /// Latency measurement: mix clips into background recordings at these SNRs.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "sweep_on")]
     pub latency: bool,
     /// SNRs for `--latency`, dB.
-    #[arg(long, value_delimiter = ',', default_values_t = [20.0, 10.0, 0.0])]
+    #[arg(long, value_delimiter = ',', default_values_t = [20.0, 10.0, 0.0], requires = "latency")]
     pub snr_db: Vec<f64>,
     /// Threshold sweep: one JSON line per (on threshold, `--sweep-min-on`) pair, with the same
     /// `on` for every label (the file's per-label thresholds dropped) and `off = on - (default
@@ -57,7 +57,7 @@ pub struct Args {
     #[arg(long, value_delimiter = ',')]
     pub sweep_on: Vec<f32>,
     /// `min_on_windows` values for `--sweep-on` (default: the file's).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', requires = "sweep_on")]
     pub sweep_min_on: Vec<usize>,
     /// Held-out-by-source evaluation: `MODEL.safetensors:LIST.txt`, repeatable (one per fold;
     /// LIST names clips relative to `--data` that MODEL never trained on, e.g. a

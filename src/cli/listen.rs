@@ -10,7 +10,7 @@ use hlfp::audio::detector::{SoundEvent, WindowScorer};
 use hlfp::audio::features::{LogMel, LogMelConfig};
 use hlfp::audio::pipeline::AudioPipeline;
 use hlfp::audio::resample::StreamResampler;
-use hlfp::audio::wav::read_wav;
+use hlfp::audio::wav::open_wav;
 
 /// Arguments of `hlfp listen`.
 #[derive(clap::Args)]
@@ -31,7 +31,7 @@ pub struct Args {
     #[arg(long, default_value = "config/cues.toml")]
     pub cues: PathBuf,
     /// Time resample + features + detector on 10 s of audio and print ms per second of audio.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["wav", "mic"])]
     pub bench: bool,
 }
 
@@ -98,28 +98,37 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return bench(&args);
     }
     if let Some(wav) = &args.wav {
-        let clip = read_wav(wav)?;
-        if clip.non_finite > 0 {
+        // Streamed in 20 ms chunks, as a device would deliver it; never loaded whole.
+        let mut stream = open_wav(wav)?;
+        let rate = stream.sample_rate_hz();
+        let scorer = load_scorer(&args.model)?;
+        let mut p = build_pipeline(&args.cues, scorer, rate)?;
+        let (mut events, mut cues, mut chunk) = (Vec::new(), Vec::new(), Vec::new());
+        while stream.read_frames((rate as usize / 50).max(1), &mut chunk)? > 0 {
+            p.push(&chunk, rate, &mut events, &mut cues)?;
+            print(args.json, &mut events, &mut cues);
+        }
+        if stream.frames_read() == 0 {
+            bail!("{}: WAV file has no samples (zero length)", wav.display());
+        }
+        if stream.non_finite() > 0 {
             tracing::warn!(
                 "{}: {} NaN/Inf samples replaced by 0",
                 wav.display(),
-                clip.non_finite
+                stream.non_finite()
             );
         }
-        let scorer = load_scorer(&args.model)?;
-        let mut p = build_pipeline(&args.cues, scorer, clip.sample_rate_hz)?;
-        let (mut events, mut cues) = (Vec::new(), Vec::new());
-        // Stream it in 20 ms chunks, as a device would deliver it.
-        for chunk in clip
-            .samples
-            .chunks((clip.sample_rate_hz as usize / 50).max(1))
-        {
-            p.push(chunk, clip.sample_rate_hz, &mut events, &mut cues)?;
-            print(args.json, &mut events, &mut cues);
+        if stream.truncated() {
+            tracing::warn!(
+                "{}: the file ends before the data size in its header (recording cut off?); \
+                 used the {} samples it has",
+                wav.display(),
+                stream.frames_read()
+            );
         }
         // Trailing silence so the last second is scored, then flush.
-        let pad = vec![0.0; clip.sample_rate_hz as usize];
-        p.push(&pad, clip.sample_rate_hz, &mut events, &mut cues)?;
+        let pad = vec![0.0; rate as usize];
+        p.push(&pad, rate, &mut events, &mut cues)?;
         p.finish(&mut events, &mut cues)?;
         print(args.json, &mut events, &mut cues);
         tracing::info!("stats: {}", serde_json::to_string(&p.stats())?);

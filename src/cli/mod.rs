@@ -10,6 +10,7 @@ pub mod eval_audio;
 pub mod eval_audio_sources;
 pub mod listen;
 pub mod run;
+pub mod run_bag;
 pub mod train;
 pub mod train_audio;
 pub mod train_audio_mel;

@@ -1,16 +1,18 @@
 //! `hlfp run`: the guided pipeline without ROS. Frames from an image folder replayed at a set
-//! fps (or a camera, feature `camera`); cues from a WAV replayed in real time or a microphone
-//! (feature `mic`) through the streaming audio path, or JSON lines on stdin. Results, cue
-//! events, drops and a final summary go out as JSON lines.
+//! fps (or a camera, feature `camera`, or a rosbag2 MCAP file: see `super::run_bag`); cues
+//! from a WAV replayed in real time or a microphone (feature `mic`) through the streaming audio
+//! path, or JSON lines on stdin. Results, cue events, drops and a final summary go out as JSON
+//! lines.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use hlfp::audio::wav::read_wav;
 use hlfp::pipeline::{
-    stdin_cues, AudioCueSource, CueSource, FramePolicy, FrameSource, ImageFolderSource,
-    JsonLinesSink, MonotonicClock, NoCues, ResultSink, Runtime, RuntimeConfig, WavReplay,
+    stdin_cues, AudioCueSource, Clock, Control, CueSource, FrameClassifier, FramePolicy,
+    FrameSource, ImageFolderSource, JsonLinesSink, MetricsSnapshot, MonotonicClock, NoCues,
+    ResultSink, Runtime, RuntimeConfig, WavReplay,
 };
 
 use super::common::VisionArgs;
@@ -21,9 +23,11 @@ pub struct Args {
     /// Replay the images of this folder (sorted by name) as camera frames.
     #[arg(long, conflicts_with = "camera")]
     pub frames: Option<PathBuf>,
+    #[command(flatten)]
+    pub bag: super::run_bag::BagArgs,
     /// Frame rate of the replay (0 = as fast as the source reads; add --every-frame to classify
     /// every image at inference speed instead of dropping the ones that arrive while busy).
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 10.0, conflicts_with = "bag")]
     pub fps: f64,
     /// Classify every frame: the source waits while the classifier is busy instead of the
     /// newest frame replacing the waiting one (no drops; for replays; a live camera falls
@@ -31,13 +35,13 @@ pub struct Args {
     #[arg(long)]
     pub every_frame: bool,
     /// Start the folder again after its last image.
-    #[arg(long = "loop")]
+    #[arg(long = "loop", conflicts_with_all = ["camera", "bag"])]
     pub looped: bool,
     /// Open this camera (index) instead of a folder; needs `--features camera`.
     #[arg(long)]
     pub camera: Option<u32>,
     /// Camera resolution WxH.
-    #[arg(long, default_value = "640x480")]
+    #[arg(long, default_value = "640x480", conflicts_with_all = ["frames", "bag"])]
     pub resolution: String,
     /// Cues from this WAV, played in real time through the audio pipeline.
     #[arg(long, conflicts_with_all = ["mic", "cues_stdin"])]
@@ -64,13 +68,62 @@ pub struct Args {
     pub vision: VisionArgs,
 }
 
+/// The signal that stopped the run (0 = none): SIGINT or SIGTERM stop taking frames, flush
+/// the outputs and write the summary; the process then exits with 128 + the signal number.
+static STOPPED_BY: AtomicI32 = AtomicI32::new(0);
+
 /// Run `hlfp run`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(run_async(args))
+    let outcome = rt.block_on(run_async(args));
+    match STOPPED_BY.load(Ordering::SeqCst) {
+        0 => outcome,
+        sig => {
+            outcome?;
+            tracing::info!("stopped by signal {sig}; outputs flushed and the summary written");
+            std::process::exit(128 + sig)
+        }
+    }
+}
+
+/// Wait for SIGINT or SIGTERM and return its number.
+#[cfg(unix)]
+async fn shutdown_signal() -> std::io::Result<i32> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(tokio::select! {
+        _ = term.recv() => 15,
+        _ = int.recv() => 2,
+    })
+}
+
+/// Wait for Ctrl-C and return SIGINT's number.
+#[cfg(not(unix))]
+async fn shutdown_signal() -> std::io::Result<i32> {
+    tokio::signal::ctrl_c().await.map(|()| 2)
+}
+
+/// Stop the runtime on the first SIGINT/SIGTERM; exit at once on the second (a stuck run).
+fn stop_on_signal(control: tokio::sync::mpsc::Sender<Control>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let sig = match shutdown_signal().await {
+            Ok(sig) => sig,
+            Err(e) => {
+                tracing::warn!("cannot watch for SIGINT/SIGTERM: {e}");
+                return;
+            }
+        };
+        STOPPED_BY.store(sig, Ordering::SeqCst);
+        tracing::warn!("signal {sig}: stopping (again to exit at once)");
+        let _ = control.send(Control::Stop).await;
+        if let Ok(sig) = shutdown_signal().await {
+            std::process::exit(128 + sig);
+        }
+    })
 }
 
 async fn run_async(args: Args) -> anyhow::Result<()> {
@@ -81,7 +134,10 @@ async fn run_async(args: Args) -> anyhow::Result<()> {
     if let Some(index) = args.camera {
         return camera(&args, index).await;
     }
-    bail!("give a frame source: --frames DIR [--fps N] or --camera INDEX")
+    if let Some(bag) = &args.bag.bag {
+        return super::run_bag::run(&args, bag).await;
+    }
+    bail!("give a frame source: --frames DIR [--fps N], --camera INDEX or --bag FILE.mcap")
 }
 
 #[cfg(feature = "camera")]
@@ -102,10 +158,10 @@ async fn camera(_args: &Args, _index: u32) -> anyhow::Result<()> {
 
 async fn with_frames<F: FrameSource>(args: &Args, frames: F) -> anyhow::Result<()> {
     if let Some(wav) = &args.wav {
-        let clip = read_wav(wav)?;
+        // Streamed, never loaded whole: a long recording costs a chunk of memory.
+        let replay = WavReplay::from_file(wav, 20, true)?;
         let scorer = super::listen::load_scorer(&args.audio_model)?;
-        let pipeline = super::listen::build_pipeline(&args.cues, scorer, clip.sample_rate_hz)?;
-        let replay = WavReplay::new(clip.samples, clip.sample_rate_hz, 20, true)?;
+        let pipeline = super::listen::build_pipeline(&args.cues, scorer, replay.sample_rate_hz())?;
         let (cues, audio) = AudioCueSource::spawn(pipeline, replay)?;
         with_cues(args, frames, cues).await?;
         let summary = audio.join()?;
@@ -115,6 +171,10 @@ async fn with_frames<F: FrameSource>(args: &Args, frames: F) -> anyhow::Result<(
             summary.cues.len(),
             serde_json::to_string(&summary.stats)?
         );
+        // The frames ran on, but the cues stopped: the exit code must say so.
+        if let Some(e) = summary.error {
+            bail!("the audio cue source stopped early: {e}");
+        }
         return Ok(());
     }
     if let Some(device) = &args.mic {
@@ -150,29 +210,58 @@ async fn with_cues<F: FrameSource, C: CueSource>(
     frames: F,
     cues: C,
 ) -> anyhow::Result<()> {
+    let clock = Arc::new(MonotonicClock::new());
+    let classifier = args.vision.load()?;
     match &args.out {
         Some(path) => {
-            let file = tokio::fs::File::create(path)
-                .await
-                .with_context(|| format!("creating {}", path.display()))?;
-            let sink = JsonLinesSink::new(
-                tokio::io::BufWriter::new(file),
-                path.display().to_string(),
-                false,
-            );
-            go(args, frames, cues, sink).await
+            go(
+                args,
+                classifier,
+                frames,
+                cues,
+                json_file_sink(path).await?,
+                clock,
+            )
+            .await
         }
-        None => go(args, frames, cues, hlfp::pipeline::stdout_sink()).await,
+        None => {
+            go(
+                args,
+                classifier,
+                frames,
+                cues,
+                hlfp::pipeline::stdout_sink(),
+                clock,
+            )
+            .await
+        }
     }
+    .map(|_| ())
 }
 
-async fn go<F: FrameSource, C: CueSource, S: ResultSink>(
+/// JSON lines into a file (`--out`).
+pub(super) async fn json_file_sink(
+    path: &std::path::Path,
+) -> anyhow::Result<JsonLinesSink<tokio::io::BufWriter<tokio::fs::File>>> {
+    let file = tokio::fs::File::create(path)
+        .await
+        .with_context(|| format!("creating {}", path.display()))?;
+    Ok(JsonLinesSink::new(
+        tokio::io::BufWriter::new(file),
+        path.display().to_string(),
+        false,
+    ))
+}
+
+/// Run the runtime on these sources and sink, with time from `clock`; the final metrics.
+pub(super) async fn go<K: FrameClassifier, F: FrameSource, C: CueSource, S: ResultSink>(
     args: &Args,
+    classifier: K,
     frames: F,
     cues: C,
     sink: S,
-) -> anyhow::Result<()> {
-    let classifier = args.vision.load()?;
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<MetricsSnapshot> {
     let config = RuntimeConfig {
         top_n: args.top,
         guidance: args.vision.guidance()?,
@@ -183,8 +272,11 @@ async fn go<F: FrameSource, C: CueSource, S: ResultSink>(
         },
         ..RuntimeConfig::default()
     };
-    let runtime = Runtime::new(config, Arc::new(MonotonicClock::new()));
-    let (m, _) = runtime.run(classifier, frames, cues, sink).await?;
+    let runtime = Runtime::new(config, clock);
+    let watcher = stop_on_signal(runtime.control());
+    let outcome = runtime.run(classifier, frames, cues, sink).await;
+    watcher.abort();
+    let (m, _) = outcome?;
     tracing::info!(
         "done: {} frames, {:.1} fps, latency p50 {:.1} ms p99 {:.1} ms, {} dropped",
         m.frames_done,
@@ -193,5 +285,5 @@ async fn go<F: FrameSource, C: CueSource, S: ResultSink>(
         m.latency_p99_ms,
         m.frames_dropped
     );
-    Ok(())
+    Ok(m)
 }

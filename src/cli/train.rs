@@ -84,7 +84,7 @@ pub struct Args {
     #[arg(long, default_value_t = 2)]
     pub ra_ops: usize,
     /// Turn RandAugment off.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["magnitude", "ra_ops"])]
     pub no_randaugment: bool,
     /// Smallest random-resized-crop area fraction.
     #[arg(long, default_value_t = 0.08)]
@@ -97,19 +97,26 @@ pub struct Args {
     #[arg(long, default_value = "runs/train")]
     pub out: PathBuf,
     /// Continue from OUT/checkpoint.
-    #[arg(long)]
+    /// The model and the recipe come from the checkpoint, so the flags that set them are
+    /// refused here (only `--epochs`, the data, loader and output flags apply).
+    #[arg(long, conflicts_with_all = ["variant", "width", "input_size", "optimizer", "lr",
+        "min_lr", "warmup_epochs", "label_smoothing", "weight_decay", "momentum", "precision",
+        "candle_batch_norm", "init_trunk"])]
     pub resume: bool,
     /// Use only the first N training images of a seeded shuffle (smoke runs).
     #[arg(long)]
     pub limit: Option<usize>,
-    /// Device: cpu or cuda:N (needs the `cuda` feature).
+    /// Device: auto, cpu, cuda or cuda:N (CUDA needs the `cuda` feature).
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// Convolution precision: f32, or bf16 (mixed precision: bf16 convs on f32 master weights,
     /// f32 BatchNorm and loss; for CUDA, where tensor cores run it; the CPU only emulates it).
-    /// Ignored with --resume (the checkpoint's is kept).
     #[arg(long, default_value = "f32")]
     pub precision: Precision,
+    /// Train with candle's BatchNorm layer instead of the fused CPU op (an A/B switch for
+    /// measurements; same results).
+    #[arg(long)]
+    pub candle_batch_norm: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -196,6 +203,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             weight_decay: args.weight_decay,
             seed: args.seed,
             precision: args.precision,
+            fused_batch_norm: !args.candle_batch_norm,
         };
         if args.precision != Precision::F32 && dev.is_cpu() {
             tracing::warn!(

@@ -153,32 +153,15 @@ pub fn read_class_list(path: &Path) -> Result<Vec<String>> {
     parse_class_list(&text)
 }
 
-/// Decode an encoded image (JPEG or PNG, recognised by content) into RGB8.
+/// Decode an encoded image (JPEG or PNG, recognised by content) into RGB8, within the limits
+/// of [`crate::vision::decode`].
 pub fn decode_rgb8(bytes: &[u8]) -> Result<RgbImage> {
-    let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| Error::BadInput(format!("reading image bytes: {e}")))?;
-    if reader.format().is_none() {
-        return Err(Error::BadInput(
-            "not a JPEG or PNG image (unknown format)".into(),
-        ));
-    }
-    let img = reader
-        .decode()
-        .map_err(|e| Error::BadInput(format!("decoding image: {e}")))?;
-    if img.width() == 0 || img.height() == 0 {
-        return Err(Error::BadInput("image has zero width or height".into()));
-    }
-    Ok(img.into_rgb8())
+    crate::vision::decode::decode_image(bytes)
 }
 
-/// Read and decode an image file into RGB8.
+/// Read and decode an image file into RGB8 ([`crate::vision::decode::load_image`]).
 pub fn load_rgb8(path: &Path) -> Result<RgbImage> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    decode_rgb8(&bytes).map_err(|e| Error::BadInput(format!("{}: {e}", path.display())))
+    crate::vision::decode::load_image(path)
 }
 
 fn check_header(path: &Path) -> std::result::Result<(), String> {

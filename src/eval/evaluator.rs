@@ -29,6 +29,9 @@ pub trait Classifier {
     fn config(&self) -> &ModelConfig;
     /// Inference-mode logits.
     fn logits(&self, x: &Tensor, sel: &Selection, gains: &[f32]) -> Result<Tensor>;
+    /// What runs it, for reports: `engine` or `candle` (folded inference), or
+    /// `candle-batchnorm` (the training path's eval mode).
+    fn backend(&self) -> &'static str;
 }
 
 impl Classifier for InferenceModel {
@@ -38,6 +41,9 @@ impl Classifier for InferenceModel {
     fn logits(&self, x: &Tensor, sel: &Selection, gains: &[f32]) -> Result<Tensor> {
         self.forward(x, sel, gains)
     }
+    fn backend(&self) -> &'static str {
+        InferenceModel::backend(self).name()
+    }
 }
 
 impl Classifier for HlfpModel {
@@ -46,6 +52,9 @@ impl Classifier for HlfpModel {
     }
     fn logits(&self, x: &Tensor, sel: &Selection, gains: &[f32]) -> Result<Tensor> {
         self.forward(x, sel, gains)
+    }
+    fn backend(&self) -> &'static str {
+        "candle-batchnorm"
     }
 }
 
@@ -309,6 +318,7 @@ impl<'m, M: Classifier + ?Sized> Evaluator<'m, M> {
                 macs: full_cost.macs,
                 macs_ptflops: full_cost.macs_ptflops,
                 gains_apply: cfg.variant.is_branched(),
+                backend: self.model.backend().to_string(),
             },
             images: n,
             correct: c.correct(),

@@ -26,6 +26,8 @@ pub struct ModelSummary {
     /// Whether gains act on this variant (false for ResNets and HLFP-1b-late-SP, which have no
     /// per-class branch: their attention sweep is flat by construction).
     pub gains_apply: bool,
+    /// What ran the model: `engine` or `candle` (folded inference), or `candle-batchnorm`.
+    pub backend: String,
 }
 
 /// Accuracy on one true class.
@@ -115,4 +117,86 @@ pub struct EvalReport {
     pub missing_classes: Vec<String>,
     /// Images of known classes that failed to read or decode (counted, not evaluated).
     pub failed_images: Vec<FailedImage>,
+}
+
+impl EvalReport {
+    /// The headline numbers as a markdown table for the docs (what `hlfp eval --markdown FILE`
+    /// writes): the full model, each cutout on its own classes' images next to the full model
+    /// on the same images, and the attention sweep. Nothing machine-dependent (no timing).
+    pub fn markdown(&self) -> String {
+        let pct = |v: f64| format!("{:.1} %", 100.0 * v);
+        let mmacs = |m: u64| format!("{:.1}", m as f64 / 1e6);
+        let k = self.model.class_names.len();
+        let mut s = format!(
+            "{} at width {} and {} px, {} images of {} classes.\n\n",
+            self.model.variant,
+            self.model.width,
+            self.model.input_size,
+            self.images,
+            self.per_class.iter().filter(|c| c.images > 0).count()
+        );
+        s += "| running | params | MMACs | top-1 (its images) | full model on the same images |\n";
+        s += "|---|---:|---:|---:|---:|\n";
+        s += &format!(
+            "| all {k} branches | {} | {} | **{}** | - |\n",
+            thousands(self.model.params),
+            mmacs(self.model.macs),
+            pct(self.top1)
+        );
+        for c in &self.cutouts {
+            let which = match c.name.as_str() {
+                "lower" | "upper" => format!("cutout: {} {} classes", c.name, c.classes.len()),
+                _ => format!("cutout: {}", c.classes.join(", ")),
+            };
+            s += &format!(
+                "| {which} | {} | {} | {} | {} |\n",
+                thousands(c.params),
+                mmacs(c.macs),
+                pct(c.top1),
+                pct(c.full_top1_on_subset)
+            );
+        }
+        let sweep: Vec<&GainResult> = self
+            .attention_sweep
+            .iter()
+            .filter(|g| g.gain != 1.0)
+            .collect();
+        if !sweep.is_empty() {
+            let gains: Vec<String> = sweep.iter().map(|g| g.gain.to_string()).collect();
+            let tops: Vec<String> = sweep.iter().map(|g| pct(g.top1)).collect();
+            s += &format!(
+                "| attention gain {} on the true class | {} | {} | {} | {} |\n",
+                gains.join(" / "),
+                thousands(self.model.params),
+                mmacs(self.model.macs),
+                tops.join(" / "),
+                pct(self.top1)
+            );
+        }
+        s
+    }
+}
+
+/// `1234567` as `1,234,567` (the docs' tables write counts this way).
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_groups_digits() {
+        let v: Vec<String> = [0, 999, 1000, 820_638, 1_234_567].map(thousands).to_vec();
+        assert_eq!(v, ["0", "999", "1,000", "820,638", "1,234,567"]);
+    }
 }

@@ -20,6 +20,7 @@ pub enum Variant {
     /// Trunk to layer3 (1024 ch @ 14x14); per-branch B(1024,128,512)->B(512,64,256)->B(256,32,128).
     HlfpLateSp,
     /// As late-SP but ONE branch with a Linear(128, k) head.
+    #[serde(rename = "hlfp-1b-late-sp", alias = "hlfp1b-late-sp")]
     Hlfp1bLateSp,
     /// HLFP-small trunk; first branch block per superclass, the rest per class.
     HlfpNested,
@@ -261,6 +262,17 @@ impl SuperclassMap {
     }
 }
 
+/// Largest input side [`ModelConfig::architecture`] accepts, in pixels. The stem's activation
+/// at width 4 is then 256 channels x 512 x 512 floats (268 MB); a side read from a file beyond
+/// this is refused before anything is allocated (100000 px would ask for 120 GB).
+pub const MAX_INPUT_SIZE: usize = 1024;
+
+/// Most classes a model may have (ImageNet-1k). Each class of a branched variant is a branch.
+pub const MAX_CLASSES: usize = 1000;
+
+/// Longest class name, in bytes.
+pub const MAX_CLASS_NAME_BYTES: usize = 256;
+
 /// Everything needed to build a model: variant, classes, input size, width.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {
@@ -300,19 +312,6 @@ impl ModelConfig {
         weights.with_extension("json")
     }
 
-    /// Read the config next to `weights` (see [`ModelConfig::sidecar_path`]) and check it.
-    pub fn load_sidecar(weights: &std::path::Path) -> Result<Self> {
-        let path = Self::sidecar_path(weights);
-        let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
-            path: path.clone(),
-            source,
-        })?;
-        let cfg: ModelConfig = serde_json::from_str(&text)
-            .map_err(|e| Error::Config(format!("{}: not a model config: {e}", path.display())))?;
-        cfg.architecture()?;
-        Ok(cfg)
-    }
-
     /// Number of classes k.
     pub fn num_classes(&self) -> usize {
         self.class_names.len()
@@ -336,11 +335,15 @@ impl ModelConfig {
         ((c as f64 * self.width).round() as usize).max(1)
     }
 
-    /// Check the config and expand it into its architecture.
+    /// Check the config and expand it into its architecture. Sizes and counts are
+    /// range-checked here, before any caller allocates: 1..=[`MAX_CLASSES`] classes of at most
+    /// [`MAX_CLASS_NAME_BYTES`], an input side in 32..=[`MAX_INPUT_SIZE`], a width in (0, 4].
     pub fn architecture(&self) -> Result<Architecture> {
         let k = self.num_classes();
-        if k == 0 {
-            return Err(Error::Config("a model needs at least one class".into()));
+        if k == 0 || k > MAX_CLASSES {
+            return Err(Error::Config(format!(
+                "a model needs 1..={MAX_CLASSES} classes, got {k}"
+            )));
         }
         if !(self.width.is_finite() && self.width > 0.0 && self.width <= 4.0) {
             return Err(Error::Config(format!(
@@ -348,17 +351,17 @@ impl ModelConfig {
                 self.width
             )));
         }
-        if self.input_size < 32 {
+        if !(32..=MAX_INPUT_SIZE).contains(&self.input_size) {
             return Err(Error::Config(format!(
-                "input size must be at least 32 px, got {}",
+                "input size must be 32..={MAX_INPUT_SIZE} px, got {}",
                 self.input_size
             )));
         }
         let mut seen = std::collections::HashSet::new();
         for name in &self.class_names {
-            if name.is_empty() || !seen.insert(name.as_str()) {
+            if name.is_empty() || name.len() > MAX_CLASS_NAME_BYTES || !seen.insert(name.as_str()) {
                 return Err(Error::Config(format!(
-                    "class names must be non-empty and unique; bad: {name:?}"
+                    "class names must be non-empty, unique and at most {MAX_CLASS_NAME_BYTES} bytes; bad: {name:?}"
                 )));
             }
         }
@@ -510,6 +513,10 @@ mod tests {
     fn variant_names_round_trip() {
         for v in Variant::ALL {
             assert_eq!(v.name().parse::<Variant>().unwrap(), v);
+            // Config files spell variants as the command line does.
+            let json = serde_json::to_string(&v).unwrap();
+            assert_eq!(json, format!("\"{}\"", v.name()));
+            assert_eq!(serde_json::from_str::<Variant>(&json).unwrap(), v);
         }
         assert_eq!("HLFP_small".parse::<Variant>().unwrap(), Variant::HlfpSmall);
         let err = "hlfp-tiny".parse::<Variant>().unwrap_err().to_string();
@@ -571,5 +578,32 @@ mod tests {
         c.width = 1.0;
         c.gain_stage = Some(3);
         assert!(c.architecture().is_err());
+    }
+
+    #[test]
+    fn sizes_and_counts_from_a_file_are_range_checked() {
+        // Values a JSON file can hold that used to reach an allocation (100000 px: 120 GB).
+        for size in [0, 31, MAX_INPUT_SIZE + 1, 100_000, usize::MAX] {
+            let mut c = ModelConfig::new(Variant::HlfpSmall, 3);
+            c.input_size = size;
+            let e = c.architecture().unwrap_err().to_string();
+            assert!(e.contains("input size") && e.contains("1024"), "{e}");
+        }
+        let mut c = ModelConfig::new(Variant::HlfpSmall, 3);
+        c.input_size = MAX_INPUT_SIZE;
+        assert!(c.architecture().is_ok());
+        let e = ModelConfig::new(Variant::HlfpSmall, MAX_CLASSES + 1)
+            .architecture()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("1001"), "{e}");
+        let mut c = ModelConfig::new(Variant::Resnet18, 2);
+        c.class_names[0] = "x".repeat(MAX_CLASS_NAME_BYTES + 1);
+        assert!(c.architecture().is_err());
+        for w in [f64::NAN, f64::INFINITY, -1.0, 1e300] {
+            c = ModelConfig::new(Variant::HlfpSmall, 3);
+            c.width = w;
+            assert!(c.architecture().is_err(), "width {w}");
+        }
     }
 }

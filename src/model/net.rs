@@ -1,7 +1,8 @@
 //! The HLFP/ResNet network generic over its conv layers, with cutouts, gains and the per-selection
 //! cache; [`HlfpModel`] is its autograd (BatchNorm) form.
 
-use super::blocks::{gain_tensor, stem_forward, unit_rows, Block, ConvBn, ConvLayer, Head, BN_EPS};
+use super::blocks::{gain_tensor, stem_forward, Block, Head};
+use super::layers::{unit_rows, ConvBn, ConvLayer, BN_EPS};
 use super::spec::{ConvDesc, NetSpec, UnitSpace};
 use super::{Architecture, ModelConfig, Selection, Variant};
 use crate::error::CandleContext;
@@ -324,6 +325,26 @@ pub fn probabilities(logits: &Tensor) -> Result<Tensor> {
     candle_nn::ops::softmax_last_dim(logits).ctx("softmax")
 }
 
+/// How the training path's layers compute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrainLayers {
+    /// The dtype convolutions compute in: F32, or BF16/F16 on f32 weights (mixed precision;
+    /// BatchNorm, head and loss stay f32; see [`ConvBn::compute`]).
+    pub compute: DType,
+    /// Training-mode BatchNorm as one fused op on the CPU ([`crate::kernels::bn_train`]);
+    /// false runs candle's layer (an A/B switch for measurements).
+    pub fused_bn: bool,
+}
+
+impl Default for TrainLayers {
+    fn default() -> Self {
+        TrainLayers {
+            compute: DType::F32,
+            fused_bn: true,
+        }
+    }
+}
+
 /// An HLFP or ResNet model with BatchNorm: the training (autograd) path. Build it with
 /// [`HlfpModel::load`] from any `VarBuilder` (a `VarMap` for training from scratch, or a
 /// memory-mapped safetensors file). Tensor names: docs/WEIGHTS.md.
@@ -336,12 +357,12 @@ impl HlfpModel {
     /// Build the model from `vb` using the names of docs/WEIGHTS.md. With a `VarMap`, missing
     /// tensors are created (Kaiming-normal convs, BN weight 1 / bias 0, running stats 0 / 1).
     pub fn load(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
-        Self::load_mixed(cfg, vb, DType::F32)
+        Self::load_with(cfg, vb, TrainLayers::default())
     }
 
-    /// [`Self::load`] with the convolutions computing in `compute` (mixed precision: BF16 or
-    /// F16 convs on f32 weights, BatchNorm, head and loss in f32; see [`ConvBn::compute`]).
-    pub fn load_mixed(cfg: &ModelConfig, vb: VarBuilder, compute: DType) -> Result<Self> {
+    /// [`Self::load`] with explicit layer options (mixed precision, fused BatchNorm).
+    pub fn load_with(cfg: &ModelConfig, vb: VarBuilder, layers: TrainLayers) -> Result<Self> {
+        let TrainLayers { compute, fused_bn } = layers;
         if !matches!(compute, DType::F32 | DType::BF16 | DType::F16) {
             return Err(Error::Config(format!(
                 "convolutions can compute in f32, bf16 or f16, not {compute:?}"
@@ -371,6 +392,7 @@ impl HlfpModel {
                 groups,
                 grouped: d.grouped,
                 compute,
+                fused_bn,
             })
         };
         let block = |b: &super::spec::BlockDesc| -> Result<Block<ConvBn>> {

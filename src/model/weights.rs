@@ -59,7 +59,7 @@ impl Source for MapSource<'_> {
         match units {
             None => Ok(t),
             Some((u, n)) => {
-                let rows = super::blocks::unit_rows(u, shape[0] / n.max(1), &self.device)
+                let rows = super::layers::unit_rows(u, shape[0] / n.max(1), &self.device)
                     .ctx(name.to_string())?;
                 t.index_select(&rows, 0).ctx(name.to_string())
             }

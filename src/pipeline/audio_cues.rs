@@ -2,6 +2,9 @@
 //! or as fast as possible) or a microphone run through an [`AudioPipeline`] on their own thread,
 //! and every class cue it emits becomes a [`CueInput`] for the runtime.
 
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -11,6 +14,7 @@ use super::types::CueInput;
 use crate::audio::cues::ClassCue;
 use crate::audio::detector::{SoundEvent, WindowScorer};
 use crate::audio::pipeline::{AudioPipeline, PipelineStats};
+use crate::audio::wav::{open_wav, WavStream};
 use crate::{Error, Result};
 
 /// Where audio samples come from (called on the audio thread, may block).
@@ -20,20 +24,46 @@ pub trait AudioInput: Send + 'static {
 }
 
 /// A recording replayed in chunks, either paced (each chunk is handed over when its last sample
-/// would have been captured, as a microphone delivers it) or as fast as the pipeline runs.
-#[derive(Debug, Clone)]
+/// would have been captured, as a microphone delivers it) or as fast as the pipeline runs. The
+/// samples come from memory or are streamed from a WAV file ([`WavReplay::from_file`]), so a
+/// long recording is never held whole.
+#[derive(Debug)]
 pub struct WavReplay {
-    samples: Vec<f32>,
+    samples: ReplaySamples,
     rate_hz: u32,
     chunk: usize,
-    pos: usize,
+    /// Samples handed over so far.
+    sent: u64,
     paced: bool,
     start: Option<Instant>,
+}
+
+#[derive(Debug)]
+enum ReplaySamples {
+    Memory { samples: Vec<f32>, pos: usize },
+    File(Box<WavStream<BufReader<File>>>),
 }
 
 impl WavReplay {
     /// Replay `samples` at `rate_hz` in chunks of `chunk_ms` milliseconds.
     pub fn new(samples: Vec<f32>, rate_hz: u32, chunk_ms: u32, paced: bool) -> Result<Self> {
+        Self::build(
+            ReplaySamples::Memory { samples, pos: 0 },
+            rate_hz,
+            chunk_ms,
+            paced,
+        )
+    }
+
+    /// Stream the WAV file at `path` in chunks of `chunk_ms` milliseconds (see [`WavStream`]:
+    /// a cut-off file plays the samples it has, with a warning at its end).
+    pub fn from_file(path: &Path, chunk_ms: u32, paced: bool) -> Result<Self> {
+        let stream = open_wav(path)?;
+        let rate = stream.sample_rate_hz();
+        Self::build(ReplaySamples::File(Box::new(stream)), rate, chunk_ms, paced)
+    }
+
+    fn build(samples: ReplaySamples, rate_hz: u32, chunk_ms: u32, paced: bool) -> Result<Self> {
         if rate_hz == 0 || chunk_ms == 0 {
             return Err(Error::Config(format!(
                 "audio replay: rate {rate_hz} Hz and chunk {chunk_ms} ms must be > 0"
@@ -44,34 +74,61 @@ impl WavReplay {
             samples,
             rate_hz,
             chunk,
-            pos: 0,
+            sent: 0,
             paced,
             start: None,
         })
     }
 
-    /// Seconds of audio in the replay.
+    /// The replay's sample rate in Hz.
+    pub fn sample_rate_hz(&self) -> u32 {
+        self.rate_hz
+    }
+
+    /// Seconds of audio in an in-memory replay; for a streamed file, the seconds read so far.
     pub fn duration_s(&self) -> f64 {
-        self.samples.len() as f64 / self.rate_hz as f64
+        let n = match &self.samples {
+            ReplaySamples::Memory { samples, .. } => samples.len() as u64,
+            ReplaySamples::File(_) => self.sent,
+        };
+        n as f64 / self.rate_hz as f64
     }
 }
 
 impl AudioInput for WavReplay {
     fn next_chunk(&mut self) -> Result<Option<(Vec<f32>, u32)>> {
-        if self.pos >= self.samples.len() {
+        let out = match &mut self.samples {
+            ReplaySamples::Memory { samples, pos } => {
+                let end = (*pos + self.chunk).min(samples.len());
+                let out = samples[*pos..end].to_vec();
+                *pos = end;
+                out
+            }
+            ReplaySamples::File(stream) => {
+                let mut out = Vec::with_capacity(self.chunk);
+                stream.read_frames(self.chunk, &mut out)?;
+                if out.is_empty() && stream.truncated() {
+                    tracing::warn!(
+                        "the WAV file ends before the data size in its header (recording cut \
+                         off?); played the {} samples it has",
+                        stream.frames_read()
+                    );
+                }
+                out
+            }
+        };
+        if out.is_empty() {
             return Ok(None);
         }
-        let end = (self.pos + self.chunk).min(self.samples.len());
+        self.sent += out.len() as u64;
         if self.paced {
             let start = *self.start.get_or_insert_with(Instant::now);
-            let due = start + Duration::from_secs_f64(end as f64 / self.rate_hz as f64);
+            let due = start + Duration::from_secs_f64(self.sent as f64 / self.rate_hz as f64);
             let now = Instant::now();
             if due > now {
                 std::thread::sleep(due - now);
             }
         }
-        let out = self.samples[self.pos..end].to_vec();
-        self.pos = end;
         Ok(Some((out, self.rate_hz)))
     }
 }
@@ -158,6 +215,11 @@ impl AudioCueSource {
                     true
                 };
                 loop {
+                    // The runtime dropped this source (it stopped): end without waiting for
+                    // the next cue, which a quiet recording may never bring.
+                    if tx.is_closed() {
+                        break;
+                    }
                     let step = input.next_chunk().and_then(|chunk| match chunk {
                         Some((samples, rate)) => pipeline
                             .push(&samples, rate, &mut events, &mut cues)

@@ -7,6 +7,27 @@ use super::io::FrameSource;
 use super::types::Frame;
 use crate::{Error, Result};
 
+/// Highest replay rate accepted, in frames per second (a period of 1 ms).
+pub const MAX_FPS: f64 = 1000.0;
+
+/// Lowest non-zero replay rate accepted, in frames per second (one frame per 1000 s).
+pub const MIN_FPS: f64 = 0.001;
+
+/// The frame period of a rate: `None` for 0 (unpaced), else 1/fps. Errors for rates that are
+/// not finite, negative, or outside [`MIN_FPS`]..=[`MAX_FPS`] (1e-300 would overflow a
+/// `Duration`, 1e300 would round to a zero period).
+pub fn frame_period(fps: f64) -> Result<Option<Duration>> {
+    if fps == 0.0 {
+        return Ok(None);
+    }
+    if !(fps.is_finite() && (MIN_FPS..=MAX_FPS).contains(&fps)) {
+        return Err(Error::Config(format!(
+            "frame rate {fps}: expected 0 (unpaced) or {MIN_FPS}..={MAX_FPS} frames per second"
+        )));
+    }
+    Ok(Some(Duration::from_secs_f64(1.0 / fps)))
+}
+
 /// Extensions read as images (compared without case).
 const IMAGE_EXTENSIONS: [&str; 3] = ["jpg", "jpeg", "png"];
 
@@ -26,11 +47,7 @@ pub struct ImageFolderSource {
 impl ImageFolderSource {
     /// List the images in `dir`. Errors if the folder cannot be read or holds no image.
     pub fn open(dir: &Path, fps: f64, frame_id: impl Into<String>) -> Result<Self> {
-        if !(fps.is_finite() && fps >= 0.0) {
-            return Err(Error::Config(format!(
-                "frame rate {fps}: expected a finite number >= 0 (0 = unpaced)"
-            )));
-        }
+        frame_period(fps)?;
         let entries = std::fs::read_dir(dir).map_err(|source| Error::Io {
             path: dir.to_path_buf(),
             source,
@@ -55,18 +72,14 @@ impl ImageFolderSource {
 
     /// Replay the given image files in the given order (e.g. a scripted scenario).
     pub fn from_files(files: Vec<PathBuf>, fps: f64, frame_id: impl Into<String>) -> Result<Self> {
-        if !(fps.is_finite() && fps >= 0.0) {
-            return Err(Error::Config(format!(
-                "frame rate {fps}: expected a finite number >= 0 (0 = unpaced)"
-            )));
-        }
+        let period = frame_period(fps)?;
         if files.is_empty() {
             return Err(Error::BadInput("no image files to replay".into()));
         }
         Ok(Self {
             files,
             next: 0,
-            period: (fps > 0.0).then(|| Duration::from_secs_f64(1.0 / fps)),
+            period,
             ticker: None,
             frame_id: frame_id.into(),
             looped: false,
@@ -85,21 +98,10 @@ impl ImageFolderSource {
     }
 }
 
-/// Decode an image file to RGB8.
+/// Decode an image file to RGB8 (width, height, pixels), within the limits of
+/// [`crate::vision::decode`] (truncated JPEGs and oversized images are errors).
 pub fn decode_rgb8(path: &Path) -> Result<(u32, u32, Vec<u8>)> {
-    let img = image::ImageReader::open(path)
-        .map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?
-        .with_guessed_format()
-        .map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?
-        .decode()
-        .map_err(|e| Error::BadInput(format!("{}: cannot decode image: {e}", path.display())))?
-        .into_rgb8();
+    let img = crate::vision::decode::load_image(path)?;
     let (w, h) = img.dimensions();
     Ok((w, h, img.into_raw()))
 }
@@ -175,5 +177,30 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert!(ImageFolderSource::open(dir.path(), 10.0, "cam").is_err());
         assert!(ImageFolderSource::open(dir.path(), f64::NAN, "cam").is_err());
+    }
+
+    #[test]
+    fn frame_rates_outside_the_documented_range_are_errors_not_panics() {
+        let files = vec![PathBuf::from("a.png")];
+        // 1e-300 overflowed Duration::from_secs_f64; 1e300 made a zero tokio interval.
+        for fps in [
+            1e-300,
+            1e300,
+            -1.0,
+            f64::NAN,
+            f64::INFINITY,
+            MAX_FPS * 1.01,
+            MIN_FPS / 2.0,
+        ] {
+            let e = ImageFolderSource::from_files(files.clone(), fps, "cam").unwrap_err();
+            assert!(e.to_string().contains("frame rate"), "{fps}: {e}");
+        }
+        for fps in [0.0, MIN_FPS, 10.0, MAX_FPS] {
+            assert!(ImageFolderSource::from_files(files.clone(), fps, "cam").is_ok());
+        }
+        assert_eq!(
+            frame_period(MAX_FPS).unwrap(),
+            Some(Duration::from_millis(1))
+        );
     }
 }

@@ -2,7 +2,7 @@
 
 use std::future::Future;
 
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt, Lines};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use super::types::{CueInput, Frame, Record};
@@ -99,12 +99,36 @@ impl ResultSink for ChannelSink {
     }
 }
 
+/// Records to two sinks in turn (e.g. JSON lines and a recorded bag).
+#[derive(Debug)]
+pub struct TeeSink<A, B>(pub A, pub B);
+
+impl<A: ResultSink, B: ResultSink> ResultSink for TeeSink<A, B> {
+    async fn send(&mut self, record: &Record) -> Result<()> {
+        self.0.send(record).await?;
+        self.1.send(record).await
+    }
+
+    async fn flush(&mut self) -> Result<()> {
+        let a = self.0.flush().await;
+        let b = self.1.flush().await;
+        a.and(b)
+    }
+}
+
+/// Longest cue line read, in bytes. A longer line (a sender that never writes a newline)
+/// is skipped up to its newline and reported as one refused cue, so reading a line never
+/// holds more than this.
+pub const MAX_CUE_LINE_BYTES: usize = 4096;
+
 /// Cue messages as JSON lines (`{"class":"cat","score":0.9,"source":"audio"}`) from any
 /// buffered reader, e.g. stdin. A line that is not JSON is taken as a bare class name with
-/// score 1; blank lines are skipped.
+/// score 1; blank lines are skipped; lines longer than [`MAX_CUE_LINE_BYTES`] and lines that
+/// are not UTF-8 are refused.
 #[derive(Debug)]
 pub struct JsonLinesCueSource<R> {
-    lines: Lines<R>,
+    reader: R,
+    line: Vec<u8>,
     line_no: u64,
     name: String,
 }
@@ -114,9 +138,37 @@ impl<R: AsyncBufRead + Unpin + Send + 'static> JsonLinesCueSource<R> {
     /// default source of the cues.
     pub fn new(reader: R, name: impl Into<String>) -> Self {
         Self {
-            lines: reader.lines(),
+            reader,
+            line: Vec::new(),
             line_no: 0,
             name: name.into(),
+        }
+    }
+
+    /// Read the next line into `self.line` (without its newline). `Ok(None)` at the end;
+    /// `Ok(Some(false))` when the line was longer than the limit (its bytes are dropped).
+    async fn read_line(&mut self) -> std::io::Result<Option<bool>> {
+        self.line.clear();
+        let (mut any, mut fits) = (false, true);
+        loop {
+            let avail = self.reader.fill_buf().await?;
+            if avail.is_empty() {
+                return Ok(any.then_some(fits));
+            }
+            any = true;
+            let newline = avail.iter().position(|&b| b == b'\n');
+            let part = &avail[..newline.unwrap_or(avail.len())];
+            if fits && self.line.len() + part.len() <= MAX_CUE_LINE_BYTES {
+                self.line.extend_from_slice(part);
+            } else {
+                fits = false;
+                self.line.clear();
+            }
+            let used = newline.map_or(avail.len(), |i| i + 1);
+            self.reader.consume(used);
+            if newline.is_some() {
+                return Ok(Some(fits));
+            }
         }
     }
 }
@@ -129,8 +181,8 @@ pub fn stdin_cues() -> JsonLinesCueSource<tokio::io::BufReader<tokio::io::Stdin>
 impl<R: AsyncBufRead + Unpin + Send + 'static> CueSource for JsonLinesCueSource<R> {
     async fn next_cue(&mut self) -> Option<Result<CueInput>> {
         loop {
-            let line = match self.lines.next_line().await {
-                Ok(Some(l)) => l,
+            let fits = match self.read_line().await {
+                Ok(Some(fits)) => fits,
                 Ok(None) => return None,
                 Err(e) => {
                     return Some(Err(Error::Io {
@@ -140,6 +192,18 @@ impl<R: AsyncBufRead + Unpin + Send + 'static> CueSource for JsonLinesCueSource<
                 }
             };
             self.line_no += 1;
+            let bad = |what: &str| {
+                Some(Err(Error::BadInput(format!(
+                    "{} line {}: {what}",
+                    self.name, self.line_no
+                ))))
+            };
+            if !fits {
+                return bad(&format!("longer than {MAX_CUE_LINE_BYTES} bytes: skipped"));
+            }
+            let Ok(line) = std::str::from_utf8(&self.line) else {
+                return bad("not UTF-8 text");
+            };
             let text = line.trim();
             if text.is_empty() {
                 continue;
@@ -254,6 +318,37 @@ mod tests {
             "unknown field refused"
         );
         assert!(src.next_cue().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn an_endless_line_is_refused_and_the_next_line_still_read() {
+        // A sender that never writes a newline used to grow the line without limit.
+        let mut text = vec![b'x'; 10 * MAX_CUE_LINE_BYTES];
+        text.extend_from_slice(b"\ncat\n\xff\xfe\n");
+        text.extend(std::iter::repeat_n(b'y', MAX_CUE_LINE_BYTES + 1));
+        // A tiny read buffer makes the long line arrive in many pieces.
+        let reader = tokio::io::BufReader::with_capacity(7, std::io::Cursor::new(text));
+        let mut src = JsonLinesCueSource::new(reader, "pipe");
+        let e = src.next_cue().await.unwrap().unwrap_err().to_string();
+        assert!(
+            e.contains("pipe line 1") && e.contains("longer than 4096"),
+            "{e}"
+        );
+        assert!(src.line.capacity() <= 2 * MAX_CUE_LINE_BYTES);
+        assert_eq!(src.next_cue().await.unwrap().unwrap().class, "cat");
+        let e = src.next_cue().await.unwrap().unwrap_err().to_string();
+        assert!(e.contains("line 3") && e.contains("UTF-8"), "{e}");
+        let e = src.next_cue().await.unwrap().unwrap_err().to_string();
+        assert!(e.contains("line 4") && e.contains("longer"), "{e}");
+        assert!(src.next_cue().await.is_none());
+        // A line of exactly the limit is read.
+        let mut exact = vec![b'z'; MAX_CUE_LINE_BYTES];
+        exact.push(b'\n');
+        let mut src = JsonLinesCueSource::new(std::io::Cursor::new(exact), "pipe");
+        assert_eq!(
+            src.next_cue().await.unwrap().unwrap().class.len(),
+            MAX_CUE_LINE_BYTES
+        );
     }
 
     #[tokio::test]

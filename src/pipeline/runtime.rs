@@ -69,6 +69,11 @@ pub enum Control {
         /// Where the outcome goes.
         reply: oneshot::Sender<Result<()>>,
     },
+    /// List this many classes per result from now on (at least 1).
+    SetTopN(usize),
+    /// `false`: count valid frames as disabled (`frames_disabled`) instead of classifying
+    /// them; cues are still taken. `true`: classify again.
+    SetEnabled(bool),
     /// Stop taking frames, finish the one in flight, write the summary and return.
     Stop,
 }
@@ -208,6 +213,8 @@ impl Runtime {
             top_n: config.top_n,
             classes,
             in_flight: 0,
+            enabled: true,
+            refusals: RefusalLimiter::default(),
         };
         let (mut frames_open, mut cues_open, mut control_open) = (true, true, true);
         let outcome: Result<()> = async {
@@ -228,6 +235,8 @@ impl Runtime {
                         Some(Control::SetGuidance { config, reply }) => {
                             let _ = reply.send(guidance.set_config(&config));
                         }
+                        Some(Control::SetTopN(n)) => st.top_n = n.max(1),
+                        Some(Control::SetEnabled(on)) => st.enabled = on,
                         Some(Control::Stop) => {
                             frames_open = false;
                             cues_open = false;
@@ -235,14 +244,8 @@ impl Runtime {
                         }
                         None => control_open = false,
                     },
-                    cue = cue_rx.recv(), if cues_open => match cue {
-                        Some(c) => {
-                            let rec = st.cue(&mut guidance, c, clock.now_ms());
-                            sink.send(&rec).await?;
-                        }
-                        None => cues_open = false,
-                    },
-                    // `Every`: no new frame while one is waiting or being classified.
+                    // Frames before cues. `Every`: no new frame while one is waiting or being
+                    // classified.
                     frame = frame_rx.recv(), if frames_open
                         && (config.frame_policy == FramePolicy::Latest || st.in_flight == 0) =>
                     match frame {
@@ -256,6 +259,16 @@ impl Runtime {
                             frames_open = false;
                             slot.close();
                         }
+                    },
+                    // After frames: a cue flood is read whenever no frame waits, and can no
+                    // longer hold frames back (it did when cues came first).
+                    cue = cue_rx.recv(), if cues_open => match cue {
+                        Some(c) => {
+                            if let Some(rec) = st.cue(&mut guidance, c, clock.now_ms()) {
+                                sink.send(&rec).await?;
+                            }
+                        }
+                        None => cues_open = false,
                     },
                 }
                 st.m.guidance = guidance.stats();
@@ -295,24 +308,58 @@ struct Stats {
     classes: Vec<String>,
     /// Jobs handed to the inference thread and not finished yet.
     in_flight: usize,
+    /// Classify frames ([`Control::SetEnabled`]).
+    enabled: bool,
+    /// Which refused cues are reported (a flood of them must not flood the output and log).
+    refusals: RefusalLimiter,
+}
+
+/// Refused cues reported per second at most (as records and WARN lines); the rest are only
+/// counted in `cues_rejected`, and the next report says how many were left out.
+pub const REFUSED_CUES_REPORTED_PER_S: u32 = 10;
+
+/// Rate limit for reporting refused cues, on the runtime's clock.
+#[derive(Debug, Default)]
+struct RefusalLimiter {
+    window_start_ms: u64,
+    reported: u32,
+    suppressed: u64,
+}
+
+impl RefusalLimiter {
+    /// Whether a refusal at `now_ms` is reported; logs it (with the number left out before
+    /// it) when it is.
+    fn report(&mut self, now_ms: u64, e: &str) -> bool {
+        if now_ms.saturating_sub(self.window_start_ms) >= 1000 {
+            self.window_start_ms = now_ms;
+            self.reported = 0;
+        }
+        if self.reported >= REFUSED_CUES_REPORTED_PER_S {
+            self.suppressed += 1;
+            return false;
+        }
+        self.reported += 1;
+        match std::mem::take(&mut self.suppressed) {
+            0 => tracing::warn!("cue refused: {e}"),
+            n => tracing::warn!("cue refused: {e} ({n} refused cues not reported before it)"),
+        }
+        true
+    }
 }
 
 impl Stats {
-    fn cue(&mut self, guidance: &mut Guidance, c: Result<CueInput>, now_ms: u64) -> Record {
+    /// Submit a cue; the record to write, or `None` for a refusal over the report rate.
+    fn cue(&mut self, guidance: &mut Guidance, c: Result<CueInput>, now_ms: u64) -> Option<Record> {
         self.m.cues_in += 1;
         let ev = match c {
-            Err(e) => {
-                self.m.cues_rejected += 1;
-                tracing::warn!("cue refused: {e}");
-                CueEvent {
-                    time_ms: now_ms,
-                    class: String::new(),
-                    score: 0.0,
-                    source: String::new(),
-                    queued: false,
-                    reason: Some(e.to_string()),
-                }
-            }
+            Err(e) => CueEvent {
+                time_ms: now_ms,
+                class: String::new(),
+                score: 0.0,
+                source: String::new(),
+                queued: false,
+                reason: Some(e.to_string()),
+            },
             Ok(c) => {
                 let cue = Cue {
                     class: c.class,
@@ -321,10 +368,6 @@ impl Stats {
                     time_ms: now_ms,
                 };
                 let res = guidance.submit(&cue);
-                if let Err(e) = &res {
-                    self.m.cues_rejected += 1;
-                    tracing::warn!("cue refused: {e}");
-                }
                 CueEvent {
                     time_ms: now_ms,
                     class: cue.class,
@@ -335,7 +378,13 @@ impl Stats {
                 }
             }
         };
-        Record::Cue(ev)
+        if let Some(reason) = &ev.reason {
+            self.m.cues_rejected += 1;
+            if !self.refusals.report(now_ms, reason) {
+                return None;
+            }
+        }
+        Some(Record::Cue(ev))
     }
 
     fn frame(
@@ -359,6 +408,10 @@ impl Stats {
             }
         };
         self.m.frames_in += 1;
+        if !self.enabled {
+            self.m.frames_disabled += 1;
+            return None;
+        }
         let state = guidance.state_at(now_ms);
         let Some(old) = slot.put(Job {
             frame,

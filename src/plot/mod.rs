@@ -7,7 +7,7 @@ pub mod confusion;
 pub mod lines;
 
 pub use confusion::{confusion_image, ConfusionPlotConfig};
-pub use lines::{figure_image, Figure, Mark, Panel, Series};
+pub use lines::{figure_image, Figure, Mark, Panel, Series, Span, MARKER_RGB, SPAN_RGB};
 
 use crate::{Error, Result};
 

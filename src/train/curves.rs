@@ -34,7 +34,7 @@ pub fn curves_figure(title: &str, history: &[EpochMetrics], text: bool) -> Figur
                     ),
                     series("validation", pts(&|m| m.val_loss), VAL),
                 ],
-                y_range: None,
+                ..Default::default()
             },
             Panel {
                 y_label: "top-1".into(),
@@ -43,12 +43,13 @@ pub fn curves_figure(title: &str, history: &[EpochMetrics], text: bool) -> Figur
                     series("validation", pts(&|m| m.val_top1), VAL),
                 ],
                 y_range: Some((0.0, 1.0)),
+                integer_y: false,
             },
         ],
-        markers: Vec::new(),
         text,
         width: 720,
         panel_height: 260,
+        ..Default::default()
     }
 }
 

@@ -8,7 +8,7 @@ use super::optim::{Optimizer, OptimizerConfig};
 use super::schedule::{label_smoothing_cross_entropy, LrSchedule};
 use crate::data::loader::Batch;
 use crate::error::CandleContext;
-use crate::model::{HlfpModel, ModelConfig, NetSpec, Selection};
+use crate::model::{HlfpModel, ModelConfig, NetSpec, Selection, TrainLayers};
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor, Var, D};
 use candle_nn::{VarBuilder, VarMap};
@@ -41,6 +41,14 @@ pub struct TrainConfig {
     /// Precision of the convolutions (weights, optimizer state, BatchNorm and loss stay f32).
     #[serde(default)]
     pub precision: Precision,
+    /// Training-mode BatchNorm as one fused op on the CPU (false: candle's layer, for A/B
+    /// measurements; `hlfp train --candle-batch-norm`).
+    #[serde(default = "fused_by_default")]
+    pub fused_batch_norm: bool,
+}
+
+fn fused_by_default() -> bool {
+    true
 }
 
 /// What the convolutions of a training run compute in. Weights, optimizer state, BatchNorm,
@@ -280,10 +288,13 @@ impl Trainer {
         }
         let expected = NetSpec::new(&model_cfg)?.tensors().len();
         let have = varmap.data().lock().map(|d| d.len()).unwrap_or(0);
-        let model = HlfpModel::load_mixed(
+        let model = HlfpModel::load_with(
             &model_cfg,
             VarBuilder::from_varmap(&varmap, DType::F32, device),
-            cfg.precision.dtype(),
+            TrainLayers {
+                compute: cfg.precision.dtype(),
+                fused_bn: cfg.fused_batch_norm,
+            },
         )?;
         if have != expected {
             return Err(Error::Weights {

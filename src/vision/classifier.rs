@@ -1,16 +1,14 @@
-//! A vision model behind the runtime's [`FrameClassifier`]: preprocessing, the backend (the GEMM
-//! engine on CPU, candle's folded model on CUDA), softmax over the active branches, and the
-//! MACs each active set costs.
+//! A vision model behind the runtime's [`FrameClassifier`]: preprocessing, the
+//! [`InferenceModel`] on the backend deployments use on the chosen device (the engine on the
+//! CPU, candle on CUDA), softmax over the active branches, and the MACs each active set costs.
 //!
 //! On CUDA each (active set, gains) pair is captured once as a CUDA graph
-//! ([`crate::gpu::GraphForward`]) and replayed for every later frame with one launch; cues
+//! ([`crate::kernels::cuda_graph::GraphForward`]) and replayed for every later frame with one launch; cues
 //! change the pair rarely, frames arrive many times a second. At most [`MAX_GRAPHS`] graphs
 //! are kept. If a capture fails the classifier says so once and runs eagerly from then on.
 
-use crate::engine::EngineModel;
 use crate::error::CandleContext;
-use crate::model::weights::MmapFile;
-use crate::model::{cost, InferenceModel, ModelConfig, Selection};
+use crate::model::{cost, InferenceModel, InferenceOptions, ModelConfig, ModelFiles, Selection};
 use crate::pipeline::{Classified, Frame, FrameClassifier};
 use crate::vision::preprocess::{PreprocessConfig, Preprocessor};
 use crate::{Error, Result};
@@ -46,9 +44,23 @@ impl std::str::FromStr for DeviceChoice {
     }
 }
 
-enum Backend {
-    Engine(EngineModel),
-    Candle(InferenceModel, Device),
+impl DeviceChoice {
+    /// The candle device: `Auto` is a GPU when the build has CUDA and one answers, else the
+    /// CPU; `Cuda(n)` fails clearly without the `cuda` feature or without GPU `n`. GPUs are set
+    /// up for low-latency inference ([`crate::kernels::cuda_graph::cuda_device`]).
+    pub fn device(self) -> Result<Device> {
+        match self {
+            DeviceChoice::Cpu => Ok(Device::Cpu),
+            DeviceChoice::Cuda(n) => crate::kernels::cuda_graph::cuda_device(n, true),
+            DeviceChoice::Auto => {
+                if candle_core::utils::cuda_is_available() {
+                    Ok(crate::kernels::cuda_graph::cuda_device(0, true).unwrap_or(Device::Cpu))
+                } else {
+                    Ok(Device::Cpu)
+                }
+            }
+        }
+    }
 }
 
 /// CUDA graphs kept per classifier (one per recent (active set, gains) pair).
@@ -58,7 +70,7 @@ pub const MAX_GRAPHS: usize = 16;
 #[derive(Default)]
 struct Graphs {
     #[cfg(feature = "cuda")]
-    by_key: HashMap<(Vec<usize>, Vec<u32>), crate::gpu::GraphForward>,
+    by_key: HashMap<(Vec<usize>, Vec<u32>), crate::kernels::cuda_graph::GraphForward>,
     /// Set after a capture failed: run eagerly from then on.
     #[cfg(feature = "cuda")]
     disabled: bool,
@@ -67,7 +79,8 @@ struct Graphs {
 /// A loaded vision model ready to classify RGB8 frames.
 pub struct VisionClassifier {
     cfg: ModelConfig,
-    backend: Backend,
+    model: InferenceModel,
+    device: Device,
     pre: Preprocessor,
     input: Vec<f32>,
     macs: HashMap<Vec<usize>, u64>,
@@ -84,33 +97,22 @@ impl VisionClassifier {
         threads: usize,
     ) -> Result<Self> {
         cfg.architecture()?;
-        let cuda = match device {
-            DeviceChoice::Cpu => None,
-            DeviceChoice::Cuda(n) => Some(crate::gpu::cuda_device(n, true)?),
-            DeviceChoice::Auto => {
-                if candle_core::utils::cuda_is_available() {
-                    crate::gpu::cuda_device(0, true).ok()
-                } else {
-                    None
-                }
-            }
-        };
-        let (backend, device_name) = match cuda {
-            Some(dev) => (
-                Backend::Candle(InferenceModel::load_file(weights, cfg, None, &dev)?, dev),
-                "cuda".to_string(),
-            ),
-            None => {
-                let file = MmapFile::open(weights, &Device::Cpu)?;
-                (
-                    Backend::Engine(EngineModel::load(cfg, &file, threads)?),
-                    format!("cpu ({threads} threads, GEMM engine)"),
-                )
-            }
+        let device = device.device()?;
+        let opts = InferenceOptions::for_device(&device).with_threads(threads);
+        let model = InferenceModel::load_file_with(weights, cfg, None, &opts)?;
+        let device_name = if device.is_cpu() {
+            format!(
+                "cpu ({} threads, {} backend)",
+                opts.threads,
+                model.backend()
+            )
+        } else {
+            format!("cuda ({} backend)", model.backend())
         };
         Ok(VisionClassifier {
             cfg: cfg.clone(),
-            backend,
+            model,
+            device,
             pre: Preprocessor::new(PreprocessConfig::imagenet(cfg.input_size))?,
             input: Vec::new(),
             macs: HashMap::new(),
@@ -119,10 +121,11 @@ impl VisionClassifier {
         })
     }
 
-    /// Load `weights` and the config next to it (`model.safetensors` + `model.json`).
+    /// Load a model named as every command names one ([`ModelFiles::resolve`]: a weights file
+    /// with its sidecar config, or a training output directory).
     pub fn load_bundle(weights: &Path, device: DeviceChoice, threads: usize) -> Result<Self> {
-        let cfg = ModelConfig::load_sidecar(weights)?;
-        Self::load(weights, &cfg, device, threads)
+        let files = ModelFiles::resolve(weights, None)?;
+        Self::load(&files.weights, &files.config, device, threads)
     }
 
     /// The model's config.
@@ -157,20 +160,28 @@ impl VisionClassifier {
         let s = self.cfg.input_size;
         self.input.resize(3 * s * s, 0.0);
         self.pre.process_into(rgb, width, height, &mut self.input)?;
-        match &self.backend {
-            Backend::Engine(m) => m.forward_image(&self.input, active, gains),
-            Backend::Candle(m, dev) => {
-                let x = Tensor::from_slice(&self.input, (1, 3, s, s), dev).ctx("input tensor")?;
-                let sel = Selection::from_indices(&self.cfg, active)?;
-                let y = match graph_forward(&mut self.graphs, m, &x, &sel, active, gains)? {
-                    Some(y) => y,
-                    None => m.forward(&x, &sel, gains)?,
-                };
-                y.flatten_all()
-                    .and_then(|t| t.to_vec1::<f32>())
-                    .ctx("reading logits")
-            }
+        let x = Tensor::from_slice(&self.input, (1, 3, s, s), &self.device).ctx("input tensor")?;
+        let sel = Selection::from_indices(&self.cfg, active)?;
+        if sel.classes() != active {
+            // Logits come back in the selection's (sorted) order: callers pair them with
+            // `active`, so an unsorted list would mislabel every score.
+            return Err(Error::BadInput(format!(
+                "active classes must be sorted and unique, got {active:?}"
+            )));
         }
+        let m = &self.model;
+        let y = match graph_forward(&mut self.graphs, m, &x, &sel, active, gains)? {
+            Some(y) => y,
+            None => m.forward(&x, &sel, gains)?,
+        };
+        y.flatten_all()
+            .and_then(|t| t.to_vec1::<f32>())
+            .ctx("reading logits")
+    }
+
+    /// The model that classifies (its backend, loaded classes, config).
+    pub fn model(&self) -> &InferenceModel {
+        &self.model
     }
 
     /// CUDA graphs captured so far (0 on the CPU, or where capture failed).
@@ -183,7 +194,7 @@ impl VisionClassifier {
 }
 
 /// The logits through the CUDA graph of `(active, gains)`, capturing it first if needed; `None`
-/// where graphs do not apply (CPU tensors, a device not set up by [`crate::gpu::cuda_device`],
+/// where graphs do not apply (CPU tensors, a device not set up by [`crate::kernels::cuda_graph::cuda_device`],
 /// a build without CUDA, or after a failed capture).
 #[cfg(feature = "cuda")]
 fn graph_forward(
@@ -208,7 +219,7 @@ fn graph_forward(
     if graphs.by_key.len() >= MAX_GRAPHS {
         graphs.by_key.clear();
     }
-    match crate::gpu::GraphForward::capture(x, |t| m.forward(t, sel, gains)) {
+    match crate::kernels::cuda_graph::GraphForward::capture(x, |t| m.forward(t, sel, gains)) {
         Ok(g) => {
             let y = g.run(x)?;
             graphs.by_key.insert(key, g);

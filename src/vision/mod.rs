@@ -1,7 +1,8 @@
-//! Vision: raw image buffer decoding (ROS encodings), inference preprocessing of frames, and
+//! Vision: encoded image files and raw image buffers (ROS encodings) to RGB8, inference preprocessing of frames, and
 //! training augmentation.
 
 pub mod augment;
 pub mod classifier;
+pub mod decode;
 pub mod encoding;
 pub mod preprocess;
