@@ -59,6 +59,9 @@ function(r2r_cargo)
     list(APPEND _outputs "${_cargo_target_dir}/${R2R_PROFILE}/${_bin}")
   endforeach()
 
+  # The command as a person would type it (a CMake list prints with `;` between items).
+  string(REPLACE ";" " " _cargo_command_line "cargo;${_cargo_args}")
+
   # Always run cargo: it knows better than CMake whether the Rust sources changed.
   add_custom_target(${PROJECT_NAME}_cargo ALL
     COMMAND ${CMAKE_COMMAND} -E env
@@ -66,7 +69,7 @@ function(r2r_cargo)
       "CMAKE_IDL_PACKAGES=${_idl_dirs_str}"
       cargo ${_cargo_args}
     WORKING_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR}
-    COMMENT "cargo ${_cargo_args}"
+    COMMENT "${_cargo_command_line}"
     USES_TERMINAL
     VERBATIM)
 

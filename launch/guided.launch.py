@@ -41,13 +41,15 @@ def _nodes(context):
         vision_overrides["use_camera"] = _as_bool(arg("use_camera"), "use_camera")
     if arg("camera_index"):
         vision_overrides["camera_index"] = int(arg("camera_index"))
+    audio_overrides = {}
     if arg("model"):
-        # A model file's config is the .json next to it (model.safetensors + model.json).
+        # A model file's config is the .json next to it (model.safetensors + model.json); the
+        # audio node checks its cues against that model's classes.
         vision_overrides["model_path"] = arg("model")
         vision_overrides["model_config"] = os.path.splitext(arg("model"))[0] + ".json"
+        audio_overrides["vision_model_config"] = vision_overrides["model_config"]
     if arg("device"):
         vision_overrides["device"] = arg("device")
-    audio_overrides = {}
     if arg("audio_input"):
         audio_overrides["input"] = arg("audio_input")
 
@@ -85,7 +87,7 @@ def generate_launch_description():
         ("device", "", "auto, cpu, cuda or cuda:N (empty: params file)"),
         ("namespace", "", "namespace of both nodes"),
         ("params_file", default_params, "ROS 2 params file for both nodes"),
-        ("audio_input", "", "mic or topic (empty: params file)"),
+        ("audio_input", "", "auto, mic or topic (empty: params file)"),
         ("audio_topic", "audio", "audio_common_msgs/AudioDataStamped topic when audio_input is topic"),
         ("with_audio", "true", "start audio_cue_node too"),
     ]

@@ -5,6 +5,7 @@
 
 pub mod alloc;
 pub mod audio;
+pub mod bag;
 pub mod data;
 pub mod demo;
 pub mod error;
@@ -12,6 +13,7 @@ pub mod eval;
 pub mod guidance;
 pub mod kernels;
 pub mod model;
+pub mod node;
 pub mod pipeline;
 pub mod plot;
 pub mod ros;

@@ -1,7 +1,7 @@
 //! The conversions the nodes use, driven the way the node callbacks drive them: image messages
-//! (good and bad, counted), cue messages into the guidance state machine, output messages.
+//! (good and bad, each refusal naming its reason), cue messages into the guidance state machine, output messages.
 
-use hlfp::guidance::{CueRejection, Guidance, GuidanceConfig};
+use hlfp::guidance::{Cue, CueRejection, Guidance, GuidanceConfig};
 use hlfp::ros::convert::*;
 use hlfp::ros::msgs::*;
 
@@ -38,28 +38,77 @@ fn a_stream_of_images_with_bad_ones_is_decoded_and_counted_by_reason() {
         image(3, 1, "yuyv", 6, vec![0; 6]),    // odd width
         image(2, 2, "mono8", 3, vec![9, 8, 0, 7, 6, 0]), // padded
     ];
-    let mut rgb = Vec::new();
-    let mut rejections = RejectionCounter::default();
     let mut decoded = Vec::new();
-    for msg in &stream {
-        if decode_image(msg, &mut rgb, &mut rejections).is_ok() {
-            decoded.push(rgb.clone());
+    let mut errors = Vec::new();
+    for (i, msg) in stream.into_iter().enumerate() {
+        match frame_from_image(msg, i as u64) {
+            Ok(f) => decoded.push(f),
+            Err(e) => errors.push(e.to_string()),
         }
     }
-    assert_eq!(decoded[0], vec![3, 2, 1, 6, 5, 4]);
-    assert_eq!(decoded[1], vec![9, 9, 9, 8, 8, 8, 7, 7, 7, 6, 6, 6]);
     assert_eq!(decoded.len(), 2);
-    assert_eq!(rejections.total(), 5);
-    for kind in [
+    assert_eq!(decoded[0].rgb, vec![3, 2, 1, 6, 5, 4]);
+    assert_eq!(
+        (decoded[0].id, decoded[0].width, decoded[0].height),
+        (0, 2, 1)
+    );
+    assert_eq!(decoded[0].frame_id, "cam");
+    assert_eq!(decoded[0].stamp_ns, 1_250_000_000);
+    assert_eq!(decoded[1].rgb, vec![9, 9, 9, 8, 8, 8, 7, 7, 7, 6, 6, 6]);
+    assert!(decoded.iter().all(|f| f.validate().is_ok()));
+    let kinds = [
         "truncated",
         "unknown_encoding",
         "zero_size",
         "step_too_small",
         "odd_width",
-    ] {
-        assert_eq!(rejections.get(kind), 1, "{kind}");
+    ];
+    assert_eq!(errors.len(), kinds.len());
+    for (e, kind) in errors.iter().zip(kinds) {
+        assert!(e.contains(&format!("({kind})")), "{e} should name {kind}");
     }
-    assert_eq!(rejections.iter().count(), 5);
+}
+
+#[test]
+fn a_result_becomes_a_classification_with_the_frame_header() {
+    use hlfp::guidance::Policy;
+    use hlfp::pipeline::{ClassScore, FrameResult};
+    for stamp in [header(42, "cam"), header(-3, ""), header(i32::MAX, "x")] {
+        let ns = stamp.stamp.to_ns();
+        assert_eq!(Time::from_ns(ns), stamp.stamp);
+        let r = FrameResult {
+            id: 7,
+            stamp_ns: ns,
+            frame_id: stamp.frame_id.clone(),
+            top: vec![
+                ClassScore {
+                    index: 2,
+                    class: "dog".into(),
+                    score: 0.75,
+                },
+                ClassScore {
+                    index: 0,
+                    class: "cat".into(),
+                    score: 0.25,
+                },
+            ],
+            policy: Policy::Focus,
+            active: vec![0, 2],
+            gains: vec![],
+            cued: vec![],
+            macs: 1,
+            latency_ms: 0.0,
+            time_ms: 0,
+        };
+        let c = classification_from_result(&r);
+        assert_eq!(c.header, stamp);
+        let ids: Vec<(&str, f64)> = c
+            .results
+            .iter()
+            .map(|h| (h.class_id.as_str(), h.score))
+            .collect();
+        assert_eq!(ids, [("dog", 0.75), ("cat", 0.25)]);
+    }
 }
 
 #[test]
@@ -86,13 +135,21 @@ fn cue_messages_become_cues_and_the_state_machine_judges_them() {
             },
         ],
     };
-    let cues = cues_from_classification(&msg, "ros", 1234);
+    let cues: Vec<Cue> = cues_from_classification(&msg, "ros")
+        .into_iter()
+        .map(|c| Cue {
+            class: c.class,
+            score: c.score,
+            source: c.source,
+            time_ms: 1234,
+        })
+        .collect();
     assert_eq!(cues.len(), 3);
     assert_eq!(
         (cues[0].class.as_str(), cues[0].source.as_str()),
         ("cat", "ros")
     );
-    assert_eq!((cues[0].score, cues[0].time_ms), (0.9, 1234));
+    assert_eq!(cues[0].score, 0.9);
     assert!(g.submit(&cues[0]).is_ok());
     assert!(matches!(
         g.submit(&cues[1]),

@@ -3,7 +3,7 @@
 //! run against stub `launch` modules, starts both nodes with the params file, overrides and
 //! remappings asked for.
 
-use hlfp::ros::params::{NodeParams, ParamValue, VisionNodeConfig};
+use hlfp::node::{NodeParams, ParamValue, VisionNodeConfig};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -112,6 +112,11 @@ fn package_xml_lists_every_package_cmake_finds() {
     let r2r_pkgs = r2r_cargo_packages(&code);
     assert!(r2r_pkgs.len() >= 5, "r2r_cargo PACKAGES: {r2r_pkgs:?}");
     found.extend(r2r_pkgs);
+    // r2r 0.9.7 links the logging backend and the RMW loader besides rcl.
+    found.extend([
+        "rcl_logging_spdlog".to_string(),
+        "rmw_implementation".to_string(),
+    ]);
     for pkg in &found {
         assert!(
             deps.contains(pkg),
@@ -203,6 +208,11 @@ fn cmake_builds_both_binaries_and_installs_launch_config_models() {
     assert!(code.contains("install(DIRECTORY models DESTINATION share/${PROJECT_NAME})"));
     let helper = cmake_code("cmake/r2r_cargo.cmake");
     assert!(helper.contains("DESTINATION lib/${PROJECT_NAME}"));
+    // colcon prints the cargo command as a command line, not a `;`-separated CMake list.
+    assert!(
+        helper.contains(r#"string(REPLACE ";" " " _cargo_command_line "cargo;${_cargo_args}")"#)
+    );
+    assert!(helper.contains(r#"COMMENT "${_cargo_command_line}""#));
     let cargo = read("Cargo.toml");
     assert!(cargo.contains("[profile.colcon]"));
     for bin in ["hlfp_node", "audio_cue_node"] {
@@ -380,10 +390,15 @@ fn launch_declares_the_arguments_and_wires_params_and_remappings() {
     assert_eq!(cfg.camera_index, 2);
     assert_eq!(cfg.model_path, "/tmp/m.safetensors");
     assert_eq!(cfg.model_config, "/tmp/m.json");
-    assert_eq!(
-        node(&v, "audio_cue_node")["parameters"][1]["input"],
-        "topic"
-    );
+    let audio = &node(&v, "audio_cue_node")["parameters"][1];
+    assert_eq!(audio["input"], "topic");
+    // The audio node checks cues against the model the vision node runs.
+    assert_eq!(audio["vision_model_config"], "/tmp/m.json");
+    let mut a = hlfp::node::AudioNodeConfig::default();
+    for (name, value) in audio.as_object().unwrap() {
+        a.apply(name, &ParamValue::String(value.as_str().unwrap().into()))
+            .unwrap_or_else(|e| panic!("launch sets {name}: {e}"));
+    }
 
     let v = run_launch(py, r#"{"with_audio": "false"}"#);
     assert_eq!(v["nodes"].as_array().unwrap().len(), 1);

@@ -1,94 +1,113 @@
-//! Node parameters: the committed `config/guided.yaml` parsed by the code the nodes use, and
-//! single `ros2 param set`-style updates accepted or refused with a reason.
+//! Node parameters through the code that ships: the params file is the tables' render and parses
+//! to the defaults, `docs/ros.md` holds the tables' render, and updates go through
+//! [`ParamStore`], the store r2r's parameter services call (start-up values, `ros2 param set`,
+//! the nodes' config checks). `UPDATE_EXPECT=1 cargo test --test ros_params` rewrites the
+//! generated files.
 
+use hlfp::audio::cues::CueConfig;
 use hlfp::guidance::Policy;
-use hlfp::ros::params::{
-    params_file_section, AudioInput, AudioNodeConfig, DeviceSpec, NodeParams, ParamError,
-    ParamValue, Reliability, VisionNodeConfig,
+use hlfp::node::audio::config_check as audio_check;
+use hlfp::node::param_docs::{params_file, with_markdown_table};
+use hlfp::node::params::{params_file_section, ParamType};
+use hlfp::node::vision::config_check as vision_check;
+use hlfp::node::vision_params::{device_text, FrameInput};
+use hlfp::node::{
+    AudioInput, AudioNodeConfig, AudioSource, NodeParams, ParamError, ParamStore, ParamValue,
+    Reliability, VisionNodeConfig,
 };
+use hlfp::vision::classifier::DeviceChoice;
+use std::path::PathBuf;
 
-const GUIDED_YAML: &str = include_str!("../config/guided.yaml");
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn guided_yaml() -> String {
+    std::fs::read_to_string(root().join("config/guided.yaml")).unwrap()
+}
 
 fn s(v: &str) -> ParamValue {
     ParamValue::String(v.to_string())
 }
 
-#[test]
-fn the_committed_params_file_parses_for_both_nodes() {
-    let v = VisionNodeConfig::from_params_yaml(GUIDED_YAML).unwrap();
-    assert!(v.enable);
-    assert_eq!(v.model_path, "models/hlfp_small.safetensors");
-    assert_eq!(v.model_config, "models/hlfp_small.json");
-    assert_eq!(v.input_size, 0);
-    assert_eq!(v.device, DeviceSpec::Auto);
-    assert_eq!(v.image_reliability, Reliability::BestEffort);
-    assert_eq!(v.image_depth, 1);
-    assert!(!v.use_camera);
-    assert_eq!(v.guidance.policy, Policy::Focus);
-    assert_eq!(v.guidance.ttl_ms, 3000);
-    assert_eq!((v.guidance.gain_min, v.guidance.gain_max), (1.0, 1.8));
-
-    let a = AudioNodeConfig::from_params_yaml(GUIDED_YAML).unwrap();
-    assert_eq!(a.input, AudioInput::Mic);
-    assert_eq!(a.sample_rate_hz, 16_000);
-    // -1: the mapping file's per-label thresholds.
-    assert_eq!((a.on_threshold, a.off_threshold), (-1.0, -1.0));
-    assert_eq!(a.model_path, "models/audio_cues.safetensors");
-    assert_eq!(a.mapping_file, "config/cues.toml");
-    // The file and the built-in defaults agree.
-    assert_eq!(v, VisionNodeConfig::default());
-    assert_eq!(a, AudioNodeConfig::default());
-}
-
-#[test]
-fn the_default_paths_name_files_that_ship() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let a = AudioNodeConfig::default();
-    for path in [&a.model_path, &a.mapping_file] {
-        assert!(root.join(path).exists(), "{path} does not exist");
+/// `path` must hold `want`; with `UPDATE_EXPECT=1` it is rewritten instead.
+fn expect_file(rel: &str, want: &str) {
+    let path = root().join(rel);
+    if std::env::var_os("UPDATE_EXPECT").is_some() {
+        std::fs::write(&path, want).unwrap();
     }
-    // The vision model is a bundle as `hlfp train` writes it: weights and a sidecar config
-    // with the same stem.
-    let v = VisionNodeConfig::default();
-    assert_eq!(
-        v.model_config,
-        hlfp::model::ModelConfig::sidecar_path(std::path::Path::new(&v.model_path))
-            .to_string_lossy()
+    let have = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        have == want,
+        "{rel} is not the render of the parameter tables; run UPDATE_EXPECT=1 cargo test --test \
+         ros_params and review the diff"
     );
 }
 
 #[test]
-fn every_parameter_is_documented_in_the_params_file() {
-    for name in VisionNodeConfig::names()
-        .iter()
-        .chain(AudioNodeConfig::names())
-    {
-        let leaf = name.rsplit('.').next().unwrap();
-        assert!(
-            GUIDED_YAML.contains(&format!("{leaf}:")),
-            "config/guided.yaml does not mention {name}"
-        );
+fn the_params_file_is_the_render_of_the_tables() {
+    expect_file(
+        "config/guided.yaml",
+        &params_file::<VisionNodeConfig, AudioNodeConfig>(),
+    );
+}
+
+#[test]
+fn the_docs_hold_the_render_of_the_tables() {
+    let doc = std::fs::read_to_string(root().join("docs/ros.md")).unwrap();
+    let doc =
+        with_markdown_table::<VisionNodeConfig>(&doc).expect("docs/ros.md: no hlfp_node marker");
+    let doc = with_markdown_table::<AudioNodeConfig>(&doc).expect("docs/ros.md: no audio marker");
+    expect_file("docs/ros.md", &doc);
+}
+
+#[test]
+fn the_committed_params_file_parses_to_the_defaults() {
+    let text = guided_yaml();
+    assert_eq!(
+        VisionNodeConfig::from_params_yaml(&text).unwrap(),
+        VisionNodeConfig::default()
+    );
+    assert_eq!(
+        AudioNodeConfig::from_params_yaml(&text).unwrap(),
+        AudioNodeConfig::default()
+    );
+    // Every parameter is in it, and the dynamic ones say so.
+    for spec in VisionNodeConfig::table() {
+        let leaf = spec.name.rsplit('.').next().unwrap();
+        assert!(text.contains(&format!("{leaf}:")), "{} missing", spec.name);
     }
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.trim_start().starts_with("# [dynamic]"))
+            .count(),
+        VisionNodeConfig::table()
+            .iter()
+            .filter(|p| p.dynamic)
+            .count()
+            + AudioNodeConfig::table()
+                .iter()
+                .filter(|p| p.dynamic)
+                .count()
+    );
 }
 
 #[test]
 fn the_file_sets_values_not_just_defaults() {
-    // Change values in the text and see them arrive: the file is really read.
-    let text = GUIDED_YAML
+    let text = guided_yaml()
         .replace("policy: focus", "policy: boost")
         .replace("reliability: best_effort", "reliability: reliable")
-        .replace("input: mic", "input: topic")
+        .replace("input: auto", "input: topic")
+        .replace("device: auto", "device: gpu")
         .replace(
-            "      # protected: [\"dog\"]",
-            "      protected: [\"dog\", \"cat\"]",
+            "# protected: [a, b]   (none by default; an empty list cannot be written)",
+            "protected: [dog, cat]",
         );
     let v = VisionNodeConfig::from_params_yaml(&text).unwrap();
     assert_eq!(v.guidance.policy, Policy::Boost);
     assert_eq!(v.image_reliability, Reliability::Reliable);
-    assert_eq!(
-        v.guidance.protected,
-        vec!["dog".to_string(), "cat".to_string()]
-    );
+    assert_eq!(v.device, DeviceChoice::Cuda(0));
+    assert_eq!(v.guidance.protected, ["dog", "cat"]);
     assert_eq!(
         AudioNodeConfig::from_params_yaml(&text).unwrap().input,
         AudioInput::Topic
@@ -104,23 +123,22 @@ fn bad_values_in_the_file_are_errors_naming_the_parameter() {
             "reliability: sometimes",
             "image_qos.reliability",
         ),
-        ("device: auto", "device: gpu", "device"),
+        ("device: auto", "device: tpu", "device"),
         ("gain_min: 1.0", "gain_min: 2.5", "gain_min"),
         ("top_k: 5", "top_k: \"five\"", "top_k"),
         ("enable: true", "enable: 1", "enable"),
+        ("ttl_ms: 3000", "ttl: 3000", "guidance.ttl"),
     ];
+    let base = guided_yaml();
     for (from, to, name) in cases {
-        let text = GUIDED_YAML.replace(from, to);
-        assert_ne!(text, GUIDED_YAML, "{from} not in the file");
+        let text = base.replace(from, to);
+        assert_ne!(text, base, "{from} not in the file");
         let err = VisionNodeConfig::from_params_yaml(&text)
             .unwrap_err()
             .to_string();
-        assert!(
-            err.contains(name),
-            "{to}: error {err:?} does not name {name}"
-        );
+        assert!(err.contains(name), "{to}: {err:?} does not name {name}");
     }
-    let text = GUIDED_YAML
+    let text = base
         .replace("on_threshold: -1.0", "on_threshold: 0.6")
         .replace("off_threshold: -1.0", "off_threshold: 0.9");
     let err = AudioNodeConfig::from_params_yaml(&text)
@@ -130,22 +148,13 @@ fn bad_values_in_the_file_are_errors_naming_the_parameter() {
         err.contains("off_threshold") && err.contains("on_threshold"),
         "{err}"
     );
-    // An unknown parameter (a typo) is refused, listing the known ones.
-    let text = GUIDED_YAML.replace("ttl_ms: 3000", "ttl: 3000");
-    let err = VisionNodeConfig::from_params_yaml(&text)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("guidance.ttl") && err.contains("known"),
-        "{err}"
-    );
 }
 
 #[test]
 fn params_file_sections_wildcard_and_missing() {
     let text = "/**:\n  ros__parameters:\n    top_k: 3\nhlfp_node:\n  ros__parameters:\n    device: cuda:1\n";
     let v = VisionNodeConfig::from_params_yaml(text).unwrap();
-    assert_eq!((v.top_k, v.device), (3, DeviceSpec::Cuda(1)));
+    assert_eq!((v.top_k, v.device), (3, DeviceChoice::Cuda(1)));
     let pairs = params_file_section(text, "hlfp_node").unwrap();
     assert_eq!(pairs[0], ("top_k".to_string(), ParamValue::Integer(3)));
     assert!(VisionNodeConfig::from_params_yaml("other_node:\n  ros__parameters: {}\n").is_err());
@@ -154,64 +163,170 @@ fn params_file_sections_wildcard_and_missing() {
 }
 
 #[test]
-fn single_updates_apply_or_leave_the_config_unchanged() {
-    let mut c = VisionNodeConfig::default();
-    c.apply_runtime("guidance.policy", &s("boost")).unwrap();
-    assert_eq!(c.guidance.policy, Policy::Boost);
-    // `ros2 param set ... guidance.gain_max 2` sends an integer: accepted for a double.
-    c.apply_runtime("guidance.gain_max", &ParamValue::Integer(2))
-        .unwrap();
-    assert_eq!(c.guidance.gain_max, 2.0);
-
-    let before = c.clone();
-    let refused: [(&str, ParamValue); 8] = [
-        ("guidance.gain_min", ParamValue::Double(3.0)), // above gain_max
-        ("guidance.gain_max", ParamValue::Double(f64::NAN)),
-        ("guidance.policy", s("fast")),
-        ("guidance.ttl_ms", ParamValue::Integer(-5)),
-        ("guidance.protected", s("person")), // a string, not a list
-        ("top_k", ParamValue::Integer(0)),
-        ("no_such_param", ParamValue::Bool(true)),
-        ("model_path", s("other.safetensors")), // start-up only
-    ];
-    for (name, value) in refused {
-        let err = c.apply_runtime(name, &value).unwrap_err();
-        assert_eq!(c, before, "{name} = {value} changed the config");
-        assert!(!err.to_string().is_empty());
+fn the_default_paths_name_files_that_ship() {
+    let a = AudioNodeConfig::default();
+    let v = VisionNodeConfig::default();
+    for path in [
+        &a.model_path,
+        &a.mapping_file,
+        &a.vision_model_config,
+        &v.model_config,
+    ] {
+        assert!(root().join(path).exists(), "{path} does not exist");
     }
-    assert!(matches!(
-        c.apply_runtime("model_path", &s("x")),
-        Err(ParamError::ReadOnly { .. })
-    ));
-    // At start-up the same parameter is fine.
-    c.apply("model_path", &s("x.safetensors")).unwrap();
-    assert_eq!(c.model_path, "x.safetensors");
+    // The audio node checks cues against the vision node's default model.
+    assert_eq!(a.vision_model_config, v.model_config);
+    assert_eq!(
+        v.model_config,
+        hlfp::model::ModelConfig::sidecar_path(std::path::Path::new(&v.model_path))
+            .to_string_lossy()
+    );
+}
+
+/// The vision store as `hlfp_node` builds it, for a model with these classes.
+fn vision_store() -> ParamStore<VisionNodeConfig> {
+    let classes = ["cat", "dog", "church"].map(String::from).to_vec();
+    ParamStore::new(VisionNodeConfig::default()).with_check(vision_check(classes))
 }
 
 #[test]
-fn protected_classes_are_checked_against_the_model_classes() {
-    let classes: Vec<String> = ["cat", "dog", "church"]
-        .iter()
-        .map(|c| c.to_string())
-        .collect();
-    let mut c = VisionNodeConfig::default();
-    c.apply_runtime(
-        "guidance.protected",
-        &ParamValue::StringArray(vec!["dog".into()]),
-    )
-    .unwrap();
-    c.check_classes(&classes).unwrap();
-    c.apply_runtime(
-        "guidance.protected",
-        &ParamValue::StringArray(vec!["person".into()]),
-    )
-    .unwrap();
-    let err = c.check_classes(&classes).unwrap_err().to_string();
+fn the_store_applies_start_up_values_and_declares_every_parameter() {
+    let mut store = vision_store();
+    let given = vec![
+        ("top_k".to_string(), ParamValue::Integer(3)),
+        ("use_sim_time".to_string(), ParamValue::Bool(true)), // r2r's, not ours
+        ("guidance.gain_max".to_string(), ParamValue::Integer(2)),
+    ];
+    let declared = store.start(&given).unwrap();
+    assert_eq!(store.config().top_k, 3);
+    assert_eq!(store.config().guidance.gain_max, 2.0);
+    let names: Vec<&str> = declared.iter().map(|(n, _, _)| *n).collect();
+    assert_eq!(names, VisionNodeConfig::names());
+    let (_, value, description) = &declared[names.iter().position(|n| *n == "top_k").unwrap()];
+    assert_eq!(value, &ParamValue::Integer(3));
+    assert!(description.contains("classification"));
+    // A start-up value the model check refuses stops the node from starting.
+    let mut store = vision_store();
+    let bad = vec![(
+        "guidance.protected".to_string(),
+        ParamValue::StringArray(vec!["person".into()]),
+    )];
+    let err = store.start(&bad).unwrap_err().to_string();
     assert!(err.contains("person"), "{err}");
 }
 
 #[test]
-fn pairs_round_trip_for_both_configs() {
+fn ros2_param_set_is_accepted_or_refused_whole_by_the_store() {
+    let mut store = vision_store();
+    store.start(&[]).unwrap();
+    store.set("guidance.policy", &s("boost")).unwrap();
+    store
+        .set(
+            "guidance.protected",
+            &ParamValue::StringArray(vec!["dog".into()]),
+        )
+        .unwrap();
+    assert_eq!(store.config().guidance.policy, Policy::Boost);
+    assert_eq!(store.get("guidance.policy").unwrap(), s("boost"));
+
+    let before = store.config().clone();
+    let refused: [(&str, ParamValue, &str); 9] = [
+        ("guidance.gain_min", ParamValue::Double(3.0), "gain_min"),
+        ("guidance.gain_max", ParamValue::Double(f64::NAN), "number"),
+        ("guidance.policy", s("fast"), "focus"),
+        ("guidance.ttl_ms", ParamValue::Integer(-5), ">= 1"),
+        ("guidance.protected", s("person"), "string array"),
+        (
+            "guidance.protected",
+            ParamValue::StringArray(vec!["person".into()]),
+            "person",
+        ),
+        ("top_k", ParamValue::Integer(0), "1..=1000"),
+        ("no_such_param", ParamValue::Bool(true), "known"),
+        ("model_path", s("other.safetensors"), "start-up only"),
+    ];
+    for (name, value, says) in refused {
+        let err = store.set(name, &value).unwrap_err().to_string();
+        assert!(
+            err.contains(says),
+            "{name} = {value}: {err:?} lacks {says:?}"
+        );
+        assert_eq!(
+            store.config(),
+            &before,
+            "{name} = {value} changed the store"
+        );
+        assert!(store.check(name, &value).is_err());
+    }
+    assert!(matches!(
+        store.set("device", &s("cpu")),
+        Err(ParamError::ReadOnly { .. })
+    ));
+    // `check` answers without changing anything.
+    let next = store.check("top_k", &ParamValue::Integer(7)).unwrap();
+    assert_eq!((next.top_k, store.config().top_k), (7, 5));
+    assert!(store.get("no_such_param").is_err());
+}
+
+fn shipped_mapping() -> CueConfig {
+    CueConfig::load(&root().join("config/cues.toml")).unwrap()
+}
+
+#[test]
+fn the_audio_store_refuses_thresholds_the_detector_would_refuse() {
+    let mapping = shipped_mapping();
+    let labels: Vec<String> = mapping.cues.keys().cloned().collect();
+    let lowest_off = std::iter::once(mapping.detector.default_thresholds.off)
+        .chain(mapping.detector.label_thresholds.values().map(|t| t.off))
+        .fold(f32::INFINITY, f32::min);
+    let mut store = ParamStore::new(AudioNodeConfig::default())
+        .with_check(audio_check(mapping.detector.clone(), labels));
+    store.start(&[]).unwrap();
+    // An `on` below a file `off` leaves that label with off > on: refused, nothing changes.
+    let err = store
+        .set(
+            "on_threshold",
+            &ParamValue::Double(f64::from(lowest_off) / 2.0),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("off <= on"), "{err}");
+    assert_eq!(store.config(), &AudioNodeConfig::default());
+    // Both for every label, `off` first: fine.
+    store
+        .set("off_threshold", &ParamValue::Double(0.1))
+        .unwrap();
+    store.set("on_threshold", &ParamValue::Double(0.2)).unwrap();
+    assert!(store.set("input", &s("topic")).is_err(), "start-up only");
+    assert!(store
+        .set("on_threshold", &ParamValue::Double(-0.5))
+        .is_err());
+}
+
+#[test]
+fn the_device_parameter_takes_the_cli_spellings() {
+    for (text, want) in [
+        ("auto", DeviceChoice::Auto),
+        ("CPU", DeviceChoice::Cpu),
+        ("gpu", DeviceChoice::Cuda(0)),
+        ("cuda", DeviceChoice::Cuda(0)),
+        ("cuda:3", DeviceChoice::Cuda(3)),
+    ] {
+        let mut c = VisionNodeConfig::default();
+        c.apply("device", &s(text)).unwrap();
+        assert_eq!(c.device, want, "{text}");
+        // What the node declares reads back to the same choice.
+        assert_eq!(device_text(want).parse::<DeviceChoice>().unwrap(), want);
+    }
+    let err = VisionNodeConfig::default()
+        .apply("device", &s("tpu"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cuda:N"), "{err}");
+}
+
+#[test]
+fn pairs_round_trip_and_values_print_as_typed() {
     let mut v = VisionNodeConfig::default();
     v.apply("device", &s("cuda:2")).unwrap();
     v.apply(
@@ -219,35 +334,59 @@ fn pairs_round_trip_for_both_configs() {
         &ParamValue::StringArray(vec!["a".into()]),
     )
     .unwrap();
-    v.apply("image_qos.reliability", &s("reliable")).unwrap();
-    assert_eq!(VisionNodeConfig::from_pairs(&v.to_pairs()).unwrap(), v);
-    let names: Vec<String> = v.to_pairs().into_iter().map(|(n, _)| n).collect();
-    assert_eq!(names, VisionNodeConfig::names());
-
-    let mut a = AudioNodeConfig::default();
-    a.apply("input", &s("topic")).unwrap();
-    a.apply("channels", &ParamValue::Integer(2)).unwrap();
-    assert_eq!(AudioNodeConfig::from_pairs(&a.to_pairs()).unwrap(), a);
+    let pairs: Vec<(String, ParamValue)> = v
+        .to_pairs()
+        .into_iter()
+        .map(|(n, x)| (n.to_string(), x))
+        .collect();
+    assert_eq!(VisionNodeConfig::from_pairs(&pairs).unwrap(), v);
+    let get = |n: &str| pairs.iter().find(|(k, _)| k == n).unwrap().1.to_string();
+    assert_eq!(get("guidance.gain_max"), "1.8");
+    assert_eq!(get("guidance.gain_min"), "1.0");
+    assert_eq!(get("device"), "cuda:2");
+    assert_eq!(get("guidance.context"), "[a]");
+    assert_eq!(get("guidance.policy"), "focus");
+    assert_eq!(
+        ParamType::Integer {
+            min: 1,
+            max: i64::MAX
+        }
+        .range(),
+        ">= 1"
+    );
 }
 
 #[test]
-fn audio_updates() {
-    let mut a = AudioNodeConfig::default();
-    a.apply_runtime("off_threshold", &ParamValue::Double(0.4))
-        .unwrap();
-    a.apply_runtime("on_threshold", &ParamValue::Double(0.8))
-        .unwrap();
-    let before = a.clone();
-    assert!(a
-        .apply_runtime("on_threshold", &ParamValue::Double(0.3))
-        .is_err()); // < off
-    assert!(a
-        .apply_runtime("off_threshold", &ParamValue::Double(1.5))
-        .is_err());
-    assert!(a.apply_runtime("input", &s("topic")).is_err()); // start-up only
-    assert!(a.apply("input", &s("usb")).is_err());
-    assert!(a
-        .apply("sample_rate_hz", &ParamValue::Integer(100))
-        .is_err());
-    assert_eq!(a, before);
+fn inputs_say_what_a_build_really_uses() {
+    assert_eq!(AudioNodeConfig::default().input, AudioInput::Auto);
+    assert_eq!(AudioInput::Auto.resolve(false), (AudioSource::Topic, None));
+    assert_eq!(AudioInput::Auto.resolve(true), (AudioSource::Mic, None));
+    assert_eq!(AudioInput::Topic.resolve(true), (AudioSource::Topic, None));
+    let (src, warning) = AudioInput::Mic.resolve(false);
+    assert_eq!(src, AudioSource::Topic);
+    let w = warning.expect("a warning");
+    assert!(
+        w.contains("--features mic") && w.contains("audio topic"),
+        "{w}"
+    );
+
+    let mut v = VisionNodeConfig::default();
+    assert_eq!(v.frame_input(true), (FrameInput::Topic, None));
+    v.apply("use_camera", &ParamValue::Bool(true)).unwrap();
+    v.apply("camera_index", &ParamValue::Integer(2)).unwrap();
+    assert_eq!(v.frame_input(true), (FrameInput::Camera(2), None));
+    let (input, warning) = v.frame_input(false);
+    assert_eq!(input, FrameInput::Topic);
+    assert!(warning.unwrap().contains("--features camera"));
+}
+
+#[test]
+fn input_size_follows_the_model_config() {
+    let mut v = VisionNodeConfig::default();
+    assert_eq!(v.input_size_for(160).unwrap(), 160);
+    v.apply("input_size", &ParamValue::Integer(160)).unwrap();
+    assert_eq!(v.input_size_for(160).unwrap(), 160);
+    let err = v.input_size_for(224).unwrap_err().to_string();
+    assert!(err.contains("160") && err.contains("224"), "{err}");
+    assert!(v.apply("input_size", &ParamValue::Integer(8)).is_err());
 }

@@ -306,6 +306,36 @@ impl<S: WindowScorer> Detector<S> {
             + self.n_fft
     }
 
+    /// Change thresholds, hold, refractory time, silence gate and `min_on_windows` in place:
+    /// buffered frames, recent scores and active events are kept, and the new values apply
+    /// from the next window (a refractory period already running keeps its end). The window
+    /// geometry (`hop_frames`, `smoothing_windows`) is fixed at construction; a config that
+    /// changes it, or fails [`DetectorConfig::validate`], is refused and nothing changes.
+    pub fn set_config(&mut self, cfg: DetectorConfig) -> Result<()> {
+        cfg.validate(&self.labels)?;
+        if cfg.hop_frames != self.cfg.hop_frames
+            || cfg.smoothing_windows != self.cfg.smoothing_windows
+        {
+            return Err(Error::Config(format!(
+                "detector: hop_frames and smoothing_windows are fixed once running ({} and {});                  got {} and {}",
+                self.cfg.hop_frames,
+                self.cfg.smoothing_windows,
+                cfg.hop_frames,
+                cfg.smoothing_windows
+            )));
+        }
+        for (label, state) in self.labels.iter().zip(&mut self.states) {
+            state.thresholds = cfg
+                .label_thresholds
+                .get(label)
+                .copied()
+                .unwrap_or(cfg.default_thresholds);
+        }
+        self.silence_ms = 10f64.powf(cfg.silence_rms_dbfs as f64 / 10.0);
+        self.cfg = cfg;
+        Ok(())
+    }
+
     /// Forget buffered frames, scores and event states, as for a new stream.
     pub fn reset(&mut self) {
         self.frames.clear();

@@ -114,6 +114,12 @@ impl<S: WindowScorer> AudioPipeline<S> {
         self.run_model_rate(events, cues)
     }
 
+    /// Change the detector's settings in place, keeping buffered audio and active events
+    /// (see [`Detector::set_config`]).
+    pub fn set_detector_config(&mut self, cfg: DetectorConfig) -> Result<()> {
+        self.detector.set_config(cfg)
+    }
+
     /// Forget all stream state (buffers, scores, events, counters).
     pub fn reset(&mut self) {
         self.resampler.reset();

@@ -1,71 +1,45 @@
-//! `audio_cue_node`: the ROS 2 audio node. Wires audio (the `audio` topic or a microphone),
-//! parameters and `/diagnostics` to [`hlfp::ros::audio_core::AudioCore`], which runs the
-//! library's streaming audio path and builds the messages; nothing is decided here.
+//! `audio_cue_node`: the ROS 2 audio node. Wires r2r topics, parameters and `/diagnostics` to
+//! the audio thread of [`hlfp::node::audio_worker`]; nothing is decided here.
 //!
 //! Audio from `audio` (audio_common_msgs/AudioDataStamped, interleaved S16LE) or a microphone
 //! (feature `mic`); sound events on `sound_events` and the visual classes they map to on `cues`
-//! (both vision_msgs/Classification, with the audio's header). Malformed audio is logged,
-//! counted and skipped.
+//! (vision_msgs/Classification, the audio's header), checked against the vision model's classes
+//! (`vision_model_config`, then the latched `label_info`). SIGINT/SIGTERM flush and exit 0.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use futures::StreamExt;
 use hlfp::audio::classifier::AudioClassifier;
-use hlfp::audio::cues::{CueConfig, DATA_VISUAL_CLASSES};
-use hlfp::audio::detector::WindowScorer;
-use hlfp::ros::audio_core::{AudioCore, AudioOutput};
-use hlfp::ros::msgs::{AudioDataStamped, Classification, Header, RosMessage};
-use hlfp::ros::params::{AudioInput, AudioNodeConfig};
-use hlfp::ros::r2r_glue::{
-    diagnostics_to_r2r, resolve_share_path, stamp_now, start_node, startup_config, SharedParams,
+use hlfp::audio::cues::CueConfig;
+use hlfp::node::audio::{
+    classes_from_label_info, classes_from_model_config, config_check, AudioCore,
 };
-use r2r::{PublisherUntyped, QosProfile};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use hlfp::node::audio_worker::{request_diagnostics, AudioCommand, AudioPublishers, AudioWorker};
+use hlfp::node::params::ParamStore;
+use hlfp::node::qos::{self, MatchWatch};
+use hlfp::node::shutdown::{install_signal_handlers, signals_received, supervise};
+use hlfp::node::{AudioNodeConfig, AudioSource};
+use hlfp::ros::msgs::{AudioDataStamped, Classification, LabelInfo, RosMessage};
+use hlfp::ros::r2r_glue::{
+    diagnostics_to_r2r, header_now, in_namespace, param_from_r2r, parse_untyped, publishers_of,
+    qos_profile, resolve_share_path, spin_until, start_node, startup_config, UntypedPublisher,
+};
 
 const PACKAGE: &str = "hlfp_node";
 const NODE: &str = "audio_cue_node";
 
-type Scorer = Box<dyn WindowScorer + Send>;
-type Core = AudioCore<Scorer>;
-
-/// Lock the core; a panic elsewhere must not take the node down with it.
-fn lock(core: &Mutex<Core>) -> MutexGuard<'_, Core> {
-    core.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// The two output topics.
-struct Outputs {
-    sound_events: PublisherUntyped,
-    cues: PublisherUntyped,
-}
-
-impl Outputs {
-    fn publish(&self, out: AudioOutput) {
-        let send =
-            |publisher: &PublisherUntyped, topic: &str, msg: Classification| match msg.to_json() {
-                Ok(json) => {
-                    if let Err(e) = publisher.publish(json) {
-                        tracing::warn!("publishing {topic}: {e}");
-                    }
-                }
-                Err(e) => tracing::warn!("encoding {topic}: {e}"),
-            };
-        for msg in out.sound_events {
-            tracing::info!(
-                "sound event {:?}",
-                msg.results.first().map(|h| h.class_id.as_str())
-            );
-            send(&self.sound_events, "sound_events", msg);
-        }
-        for msg in out.cues {
-            send(&self.cues, "cues", msg);
-        }
-    }
-}
-
 fn main() -> anyhow::Result<()> {
     let mut node = start_node(NODE)?;
+    install_signal_handlers()?;
     let config: AudioNodeConfig = startup_config(&node).context("audio_cue_node parameters")?;
+    let (source, warning) = config.input.resolve(cfg!(feature = "mic"));
+    if let Some(w) = warning {
+        tracing::warn!("{w}");
+    }
+    tracing::info!("audio input: {source} (input = {})", config.input);
 
     // The classifier and the mapping, loaded and validated as `hlfp listen` does.
     let model_path = resolve_share_path(PACKAGE, &config.model_path);
@@ -74,212 +48,199 @@ fn main() -> anyhow::Result<()> {
     let mapping_path = resolve_share_path(PACKAGE, &config.mapping_file);
     let mapping = CueConfig::load(&mapping_path)
         .with_context(|| format!("reading mapping_file {}", mapping_path.display()))?;
-    let visual_classes: Vec<String> = DATA_VISUAL_CLASSES.iter().map(|s| s.to_string()).collect();
-    let scorer: Scorer = Box::new(classifier);
-    let core = Arc::new(Mutex::new(
-        AudioCore::new(config.clone(), &mapping, &visual_classes, scorer)
-            .with_context(|| format!("mapping_file {}", mapping_path.display()))?,
-    ));
-    {
-        let core = lock(&core);
-        let det = core.detector_config();
-        tracing::info!(
-            "audio_cue_node: labels {:?}, input {}, thresholds on/off: default {}/{}, per label {:?}",
-            core.labels(),
-            config.input,
-            det.default_thresholds.on,
-            det.default_thresholds.off,
-            det.label_thresholds
-        );
-    }
+    let labels = classifier.labels().to_vec();
+    let core = AudioCore::new(config.clone(), &mapping, classifier)
+        .with_context(|| format!("mapping_file {}", mapping_path.display()))?;
+    tracing::info!(
+        "audio_cue_node: labels {}, detector thresholds on {} off {}",
+        labels.join(", "),
+        core.detector_config().default_thresholds.on,
+        core.detector_config().default_thresholds.off
+    );
 
-    let shared = SharedParams::new(config.clone());
-    let params = shared.config.clone();
-    let (param_handler, mut param_events) = node
-        .make_derived_parameter_handler(Arc::new(Mutex::new(shared)))
+    let store = Arc::new(Mutex::new(
+        ParamStore::new(config.clone()).with_check(config_check(mapping.detector, labels)),
+    ));
+    let (param_services, mut param_events) = node
+        .make_derived_parameter_handler(store.clone())
         .context("parameter services")?;
 
-    let outputs = Outputs {
-        sound_events: node
-            .create_publisher_untyped(
-                "sound_events",
-                Classification::TYPE_NAME,
-                QosProfile::default(),
-            )
-            .context("publisher sound_events (is vision_msgs installed?)")?,
-        cues: node
-            .create_publisher_untyped("cues", Classification::TYPE_NAME, QosProfile::default())
-            .context("publisher cues")?,
+    let publisher = |node: &mut r2r::Node, topic: &str| {
+        node.create_publisher_untyped(topic, Classification::TYPE_NAME, qos_profile(qos::CUE_QOS))
+            .map(UntypedPublisher)
+            .with_context(|| format!("publisher {topic} (is vision_msgs installed?)"))
     };
+    let out = AudioPublishers {
+        sound_events: publisher(&mut node, "sound_events")?,
+        cues: publisher(&mut node, "cues")?,
+    };
+    let label_info = node
+        .subscribe_untyped(
+            "label_info",
+            LabelInfo::TYPE_NAME,
+            qos_profile(qos::LATCHED_QOS),
+        )
+        .context("subscribing to label_info")?;
     let diag_pub = node
         .create_publisher::<r2r::diagnostic_msgs::msg::DiagnosticArray>(
             "/diagnostics",
-            QosProfile::default(),
+            r2r::QosProfile::default(),
         )
         .context("publisher /diagnostics")?;
     let mut diag_timer = node.create_wall_timer(Duration::from_secs(1))?;
     let mut clock = r2r::Clock::create(r2r::ClockType::RosTime)?;
 
-    // The input: the topic subscription (served by a task below, which owns the publishers),
-    // or a capture thread that owns them.
-    let mut topic = None;
-    let hardware_id = match config.input {
-        AudioInput::Topic => {
-            let audio = node
-                .subscribe_untyped(
-                    "audio",
-                    AudioDataStamped::TYPE_NAME,
-                    QosProfile::sensor_data(),
-                )
-                .context("subscribing to audio (is audio_common_msgs installed?)")?;
-            topic = Some((audio, outputs));
-            "topic audio".to_string()
+    let worker = AudioWorker::spawn(core, out)?;
+    let tx = worker.sender();
+    if !config.vision_model_config.is_empty() {
+        let path = resolve_share_path(PACKAGE, &config.vision_model_config);
+        match classes_from_model_config(&path) {
+            Ok(classes) => {
+                let _ = tx.send(AudioCommand::VisualClasses(classes));
+            }
+            Err(e) => tracing::warn!(
+                "vision_model_config {}: {e}; cues are checked once label_info arrives",
+                path.display()
+            ),
         }
-        AudioInput::Mic => start_mic(&config.mic_device, core.clone(), outputs),
+    }
+
+    let audio_topic = match source {
+        AudioSource::Topic => Some(
+            node.subscribe_untyped(
+                "audio",
+                AudioDataStamped::TYPE_NAME,
+                qos_profile(qos::AUDIO_QOS),
+            )
+            .context("subscribing to audio (is audio_common_msgs installed?)")?,
+        ),
+        AudioSource::Mic => None,
     };
+    let hardware_id = match source {
+        AudioSource::Topic => format!("topic {}", in_namespace(&node, "audio")),
+        AudioSource::Mic => start_mic(&config.mic_device, tx.clone())?,
+    };
+
+    // Graph queries on the spin thread: log when `label_info` and `audio` gain a publisher.
+    let mut watches = vec![MatchWatch::new(
+        in_namespace(&node, "label_info"),
+        qos::LATCHED_QOS,
+    )];
+    if source == AudioSource::Topic {
+        watches.push(MatchWatch::new(
+            in_namespace(&node, "audio"),
+            qos::AUDIO_QOS,
+        ));
+    }
+    let stop_spin = Arc::new(AtomicBool::new(false));
+    let stop = stop_spin.clone();
+    let spin = std::thread::spawn(move || {
+        spin_until(node, &stop, Duration::from_secs(1), |node| {
+            for w in &mut watches {
+                let topic = w.topic().to_string();
+                w.update(&publishers_of(node, &topic))
+                    .iter()
+                    .for_each(|n| n.log());
+            }
+        })
+    });
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
-        tokio::spawn(param_handler);
-
-        // Parameter changes accepted by the services: bring the core in line (a detector
-        // change rebuilds the pipeline).
-        let core_p = core.clone();
-        let params_p = params.clone();
+    let mut stop_clock = r2r::Clock::create(r2r::ClockType::RosTime)?;
+    let exit = runtime.block_on(async move {
+        tokio::spawn(param_services);
+        let t = tx.clone();
         tokio::spawn(async move {
             while let Some((name, value)) = param_events.next().await {
-                let cfg = params_p.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                match lock(&core_p).sync_config(&cfg) {
-                    Ok(()) => tracing::info!("parameter {name} = {value:?}"),
-                    Err(e) => tracing::error!("parameter {name}: {e}"),
-                }
-            }
-        });
-
-        // Topic audio: JSON from the untyped subscriber, through the core, published in order.
-        if let Some((mut audio, outputs)) = topic {
-            let core_a = core.clone();
-            tokio::spawn(async move {
-                while let Some(item) = audio.next().await {
-                    let parsed = item
-                        .map_err(|e| e.to_string())
-                        .and_then(|v| AudioDataStamped::from_json(v).map_err(|e| e.to_string()));
-                    let result = {
-                        let mut core = lock(&core_a);
-                        match parsed {
-                            Ok(msg) => core.on_message(&msg).map_err(|e| e.to_string()),
-                            Err(e) => {
-                                core.count_bad_message("json");
-                                Err(format!("not an AudioDataStamped: {e}"))
-                            }
-                        }
-                    };
-                    match result {
-                        Ok(out) => outputs.publish(out),
-                        Err(e) => tracing::warn!("bad audio message: {e}"),
-                    }
-                }
-            });
-        }
-
-        // Diagnostics every second.
-        let core_d = core.clone();
-        let model = config.model_path.clone();
-        tokio::spawn(async move {
-            loop {
-                if let Err(e) = diag_timer.tick().await {
-                    tracing::error!("diagnostics timer: {e}");
+                let Some(cfg) = store.lock().ok().map(|s| s.config().clone()) else {
+                    break;
+                };
+                tracing::info!("parameter {name} set to {}", param_from_r2r(&value));
+                if t.send(AudioCommand::Config(cfg)).is_err() {
                     break;
                 }
-                let header = Header {
-                    stamp: stamp_now(&mut clock),
-                    frame_id: String::new(),
-                };
-                let msg =
-                    diagnostics_to_r2r(&lock(&core_d).diagnostics(header, &model, &hardware_id));
-                if let Err(e) = diag_pub.publish(&msg) {
-                    tracing::warn!("publishing diagnostics: {e}");
-                }
             }
         });
-
-        let spin = tokio::task::spawn_blocking(move || loop {
-            node.spin_once(Duration::from_millis(10));
-        });
-        spin.await.context("spin thread")
-    })
-}
-
-/// Without the `mic` feature there is no capture: say so and run without input.
-#[cfg(not(feature = "mic"))]
-fn start_mic(_device: &str, _core: Arc<Mutex<Core>>, _outputs: Outputs) -> String {
-    tracing::error!(
-        "input = mic, but this build has no microphone capture: rebuild with `--features mic` \
-         (colcon: --cmake-args -DHLFP_EXTRA_FEATURES=mic), or set input: topic to read \
-         audio_common_msgs/AudioDataStamped from `audio`"
-    );
-    "mic unavailable (built without --features mic)".to_string()
-}
-
-/// Open the microphone and feed the core from a capture thread, which publishes what each
-/// buffer produces. A device that cannot be opened is logged; the node keeps running (its
-/// `/diagnostics` says so). Returns the hardware id for `/diagnostics`.
-#[cfg(feature = "mic")]
-fn start_mic(device: &str, core: Arc<Mutex<Core>>, outputs: Outputs) -> String {
-    use hlfp::audio::capture::MicCapture;
-    use hlfp::pipeline::AudioInput as _;
-    let name = (device != "default" && !device.is_empty()).then_some(device);
-    let mut mic = match MicCapture::open(name) {
-        Ok(m) => m,
-        Err(e) => {
-            tracing::error!("input = mic: cannot open {device:?}: {e}");
-            return format!("mic {device} (failed to open)");
+        let t = tx.clone();
+        tokio::spawn(label_info.for_each(move |item| {
+            match parse_untyped::<LabelInfo>(item) {
+                Ok(msg) => {
+                    let _ = t.send(AudioCommand::VisualClasses(classes_from_label_info(&msg)));
+                }
+                Err(e) => tracing::warn!("label_info: {e}"),
+            }
+            std::future::ready(())
+        }));
+        if let Some(audio) = audio_topic {
+            let t = tx.clone();
+            tokio::spawn(audio.for_each(move |item| {
+                let _ = t.send(AudioCommand::Message(parse_untyped(item)));
+                std::future::ready(())
+            }));
         }
-    };
-    let hardware_id = format!("mic {} at {} Hz", mic.device_name(), mic.sample_rate_hz());
-    tracing::info!("capturing from {hardware_id}, {} channels", mic.channels());
-    let mut clock = match r2r::Clock::create(r2r::ClockType::RosTime) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!("input = mic: no ROS clock for the capture thread: {e}");
-            return format!("mic {device} (no clock)");
-        }
-    };
-    let spawned = std::thread::Builder::new()
-        .name("hlfp-mic".into())
-        .spawn(move || {
-            let mut header = || Header {
-                stamp: stamp_now(&mut clock),
-                frame_id: String::new(),
-            };
-            loop {
-                match mic.next_chunk() {
-                    Ok(Some((samples, rate_hz))) => {
-                        let result = lock(&core).on_chunk(&samples, rate_hz, &header());
-                        mic.recycle(samples);
-                        match result {
-                            Ok(out) => outputs.publish(out),
-                            Err(e) => tracing::warn!("microphone audio: {e}"),
+        let t = tx.clone();
+        let model = config.model_path.clone();
+        tokio::spawn(async move {
+            while diag_timer.tick().await.is_ok() {
+                let header = header_now(&mut clock);
+                match request_diagnostics(&t, header, &model, &hardware_id).await {
+                    Ok(msg) => {
+                        if let Err(e) = diag_pub.publish(&diagnostics_to_r2r(&msg)) {
+                            tracing::warn!("publishing diagnostics: {e}");
                         }
                     }
-                    Ok(None) => break,
-                    Err(e) => {
-                        tracing::error!("microphone capture stopped: {e}");
-                        break;
-                    }
+                    Err(_) => break,
                 }
             }
-            match lock(&core).finish(&header()) {
-                Ok(out) => outputs.publish(out),
-                Err(e) => tracing::warn!("flushing the audio pipeline: {e}"),
-            }
         });
-    if let Err(e) = spawned {
-        tracing::error!("input = mic: starting the capture thread: {e}");
-        return format!("mic {device} (no capture thread)");
-    }
-    hardware_id
+        let work = async move {
+            tokio::task::spawn_blocking(move || worker.join())
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())
+        };
+        supervise(
+            work,
+            move || {
+                let _ = tx.send(AudioCommand::Stop(header_now(&mut stop_clock)));
+            },
+            signals_received,
+            Duration::from_secs(5),
+            Duration::from_millis(50),
+        )
+        .await
+    });
+    stop_spin.store(true, Ordering::SeqCst);
+    let _ = spin.join();
+    tracing::info!("audio_cue_node: {}", exit.reason);
+    std::process::exit(exit.code)
+}
+
+/// Without the `mic` feature the input resolves to the topic; never called.
+#[cfg(not(feature = "mic"))]
+fn start_mic(
+    _device: &str,
+    _tx: tokio::sync::mpsc::UnboundedSender<AudioCommand>,
+) -> anyhow::Result<String> {
+    anyhow::bail!("this build has no microphone capture")
+}
+
+/// Open the microphone and feed the audio thread from a capture thread. Returns the hardware
+/// id for `/diagnostics`.
+#[cfg(feature = "mic")]
+fn start_mic(
+    device: &str,
+    tx: tokio::sync::mpsc::UnboundedSender<AudioCommand>,
+) -> anyhow::Result<String> {
+    use hlfp::audio::capture::MicCapture;
+    let name = (device != "default" && !device.is_empty()).then_some(device);
+    let mic = MicCapture::open(name).with_context(|| format!("input = mic: opening {device}"))?;
+    let id = format!("mic {} at {} Hz", mic.device_name(), mic.sample_rate_hz());
+    tracing::info!("capturing from {id}, {} channels", mic.channels());
+    let mut clock = r2r::Clock::create(r2r::ClockType::RosTime)?;
+    hlfp::node::audio_worker::feed_from_input(mic, tx, move || header_now(&mut clock))?;
+    Ok(id)
 }

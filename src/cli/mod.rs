@@ -9,5 +9,6 @@ pub mod eval;
 pub mod eval_audio;
 pub mod listen;
 pub mod run;
+pub mod run_bag;
 pub mod train;
 pub mod train_audio;

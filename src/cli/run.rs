@@ -1,7 +1,8 @@
 //! `hlfp run`: the guided pipeline without ROS. Frames from an image folder replayed at a set
-//! fps (or a camera, feature `camera`); cues from a WAV replayed in real time or a microphone
-//! (feature `mic`) through the streaming audio path, or JSON lines on stdin. Results, cue
-//! events, drops and a final summary go out as JSON lines.
+//! fps (or a camera, feature `camera`, or a rosbag2 MCAP file: see `super::run_bag`); cues
+//! from a WAV replayed in real time or a microphone (feature `mic`) through the streaming audio
+//! path, or JSON lines on stdin. Results, cue events, drops and a final summary go out as JSON
+//! lines.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -9,8 +10,9 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use hlfp::pipeline::{
-    stdin_cues, AudioCueSource, Control, CueSource, FramePolicy, FrameSource, ImageFolderSource,
-    JsonLinesSink, MonotonicClock, NoCues, ResultSink, Runtime, RuntimeConfig, WavReplay,
+    stdin_cues, AudioCueSource, Clock, Control, CueSource, FrameClassifier, FramePolicy,
+    FrameSource, ImageFolderSource, JsonLinesSink, MetricsSnapshot, MonotonicClock, NoCues,
+    ResultSink, Runtime, RuntimeConfig, WavReplay,
 };
 
 use super::common::VisionArgs;
@@ -21,6 +23,8 @@ pub struct Args {
     /// Replay the images of this folder (sorted by name) as camera frames.
     #[arg(long, conflicts_with = "camera")]
     pub frames: Option<PathBuf>,
+    #[command(flatten)]
+    pub bag: super::run_bag::BagArgs,
     /// Frame rate of the replay (0 = as fast as the source reads; add --every-frame to classify
     /// every image at inference speed instead of dropping the ones that arrive while busy).
     #[arg(long, default_value_t = 10.0)]
@@ -130,7 +134,10 @@ async fn run_async(args: Args) -> anyhow::Result<()> {
     if let Some(index) = args.camera {
         return camera(&args, index).await;
     }
-    bail!("give a frame source: --frames DIR [--fps N] or --camera INDEX")
+    if let Some(bag) = &args.bag.bag {
+        return super::run_bag::run(&args, bag).await;
+    }
+    bail!("give a frame source: --frames DIR [--fps N], --camera INDEX or --bag FILE.mcap")
 }
 
 #[cfg(feature = "camera")]
@@ -203,29 +210,58 @@ async fn with_cues<F: FrameSource, C: CueSource>(
     frames: F,
     cues: C,
 ) -> anyhow::Result<()> {
+    let clock = Arc::new(MonotonicClock::new());
+    let classifier = args.vision.load()?;
     match &args.out {
         Some(path) => {
-            let file = tokio::fs::File::create(path)
-                .await
-                .with_context(|| format!("creating {}", path.display()))?;
-            let sink = JsonLinesSink::new(
-                tokio::io::BufWriter::new(file),
-                path.display().to_string(),
-                false,
-            );
-            go(args, frames, cues, sink).await
+            go(
+                args,
+                classifier,
+                frames,
+                cues,
+                json_file_sink(path).await?,
+                clock,
+            )
+            .await
         }
-        None => go(args, frames, cues, hlfp::pipeline::stdout_sink()).await,
+        None => {
+            go(
+                args,
+                classifier,
+                frames,
+                cues,
+                hlfp::pipeline::stdout_sink(),
+                clock,
+            )
+            .await
+        }
     }
+    .map(|_| ())
 }
 
-async fn go<F: FrameSource, C: CueSource, S: ResultSink>(
+/// JSON lines into a file (`--out`).
+pub(super) async fn json_file_sink(
+    path: &std::path::Path,
+) -> anyhow::Result<JsonLinesSink<tokio::io::BufWriter<tokio::fs::File>>> {
+    let file = tokio::fs::File::create(path)
+        .await
+        .with_context(|| format!("creating {}", path.display()))?;
+    Ok(JsonLinesSink::new(
+        tokio::io::BufWriter::new(file),
+        path.display().to_string(),
+        false,
+    ))
+}
+
+/// Run the runtime on these sources and sink, with time from `clock`; the final metrics.
+pub(super) async fn go<K: FrameClassifier, F: FrameSource, C: CueSource, S: ResultSink>(
     args: &Args,
+    classifier: K,
     frames: F,
     cues: C,
     sink: S,
-) -> anyhow::Result<()> {
-    let classifier = args.vision.load()?;
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<MetricsSnapshot> {
     let config = RuntimeConfig {
         top_n: args.top,
         guidance: args.vision.guidance()?,
@@ -236,7 +272,7 @@ async fn go<F: FrameSource, C: CueSource, S: ResultSink>(
         },
         ..RuntimeConfig::default()
     };
-    let runtime = Runtime::new(config, Arc::new(MonotonicClock::new()));
+    let runtime = Runtime::new(config, clock);
     let watcher = stop_on_signal(runtime.control());
     let outcome = runtime.run(classifier, frames, cues, sink).await;
     watcher.abort();
@@ -249,5 +285,5 @@ async fn go<F: FrameSource, C: CueSource, S: ResultSink>(
         m.latency_p99_ms,
         m.frames_dropped
     );
-    Ok(())
+    Ok(m)
 }

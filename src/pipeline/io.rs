@@ -99,6 +99,23 @@ impl ResultSink for ChannelSink {
     }
 }
 
+/// Records to two sinks in turn (e.g. JSON lines and a recorded bag).
+#[derive(Debug)]
+pub struct TeeSink<A, B>(pub A, pub B);
+
+impl<A: ResultSink, B: ResultSink> ResultSink for TeeSink<A, B> {
+    async fn send(&mut self, record: &Record) -> Result<()> {
+        self.0.send(record).await?;
+        self.1.send(record).await
+    }
+
+    async fn flush(&mut self) -> Result<()> {
+        let a = self.0.flush().await;
+        let b = self.1.flush().await;
+        a.and(b)
+    }
+}
+
 /// Longest cue line read, in bytes. A longer line (a sender that never writes a newline)
 /// is skipped up to its newline and reported as one refused cue, so reading a line never
 /// holds more than this.

@@ -18,6 +18,10 @@ pub struct MetricsSnapshot {
     pub frames_done: u64,
     /// Frames replaced in the latest-frame slot before inference took them.
     pub frames_dropped: u64,
+    /// Valid frames not classified because classification was disabled
+    /// ([`super::Control::SetEnabled`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub frames_disabled: u64,
     /// Frames refused before inference (bad size, unreadable file).
     pub frames_bad: u64,
     /// Frames the classifier failed on.
@@ -38,6 +42,10 @@ pub struct MetricsSnapshot {
     pub latency_p99_ms: f64,
     /// Branches run for the latest frame.
     pub active_branches: usize,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Sliding window of (completion time, latency) for the rates.

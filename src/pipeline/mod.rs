@@ -17,7 +17,7 @@ pub use clock::{Clock, MonotonicClock, ScriptedClock};
 pub use folder::ImageFolderSource;
 pub use io::{
     stdin_cues, stdout_sink, ChannelCueSource, ChannelFrameSource, ChannelSink, CueSource,
-    FrameSource, JsonLinesCueSource, JsonLinesSink, NoCues, ResultSink,
+    FrameSource, JsonLinesCueSource, JsonLinesSink, NoCues, ResultSink, TeeSink,
 };
 pub use metrics::{LatencyWindow, MetricsSnapshot};
 pub use runtime::{Control, FramePolicy, Runtime, RuntimeConfig};

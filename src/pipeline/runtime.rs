@@ -69,6 +69,11 @@ pub enum Control {
         /// Where the outcome goes.
         reply: oneshot::Sender<Result<()>>,
     },
+    /// List this many classes per result from now on (at least 1).
+    SetTopN(usize),
+    /// `false`: count valid frames as disabled (`frames_disabled`) instead of classifying
+    /// them; cues are still taken. `true`: classify again.
+    SetEnabled(bool),
     /// Stop taking frames, finish the one in flight, write the summary and return.
     Stop,
 }
@@ -209,6 +214,7 @@ impl Runtime {
             classes,
             in_flight: 0,
             refusals: RefusalLimiter::default(),
+            enabled: true,
         };
         let (mut frames_open, mut cues_open, mut control_open) = (true, true, true);
         let outcome: Result<()> = async {
@@ -229,6 +235,8 @@ impl Runtime {
                         Some(Control::SetGuidance { config, reply }) => {
                             let _ = reply.send(guidance.set_config(&config));
                         }
+                        Some(Control::SetTopN(n)) => st.top_n = n.max(1),
+                        Some(Control::SetEnabled(on)) => st.enabled = on,
                         Some(Control::Stop) => {
                             frames_open = false;
                             cues_open = false;
@@ -302,6 +310,8 @@ struct Stats {
     in_flight: usize,
     /// Which refused cues are reported (a flood of them must not flood the output and log).
     refusals: RefusalLimiter,
+    /// Classify frames ([`Control::SetEnabled`]).
+    enabled: bool,
 }
 
 /// Refused cues reported per second at most (as records and WARN lines); the rest are only
@@ -398,6 +408,10 @@ impl Stats {
             }
         };
         self.m.frames_in += 1;
+        if !self.enabled {
+            self.m.frames_disabled += 1;
+            return None;
+        }
         let state = guidance.state_at(now_ms);
         let Some(old) = slot.put(Job {
             frame,

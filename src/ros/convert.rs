@@ -4,10 +4,10 @@
 
 use super::msgs::{
     AudioDataStamped, Classification, DiagnosticArray, DiagnosticStatus, Header, Image, KeyValue,
-    LabelInfo, ObjectHypothesis, VisionClass,
+    LabelInfo, ObjectHypothesis, Time, VisionClass,
 };
-use crate::guidance::Cue;
-use crate::vision::encoding::{to_rgb8_into, EncodingError, ImageView, Layout};
+use crate::pipeline::{CueInput, Frame, FrameResult};
+use crate::vision::encoding::{to_rgb8_into, ImageView};
 use crate::{Error, Result};
 use std::collections::BTreeMap;
 
@@ -52,30 +52,47 @@ pub fn image_view(msg: &Image) -> ImageView<'_> {
     }
 }
 
-/// Decode an image message into packed RGB8 in `rgb` (reused). A bad image is counted in
-/// `rejections` under its [`EncodingError::kind`] and returned as the error.
-pub fn decode_image(
-    msg: &Image,
-    rgb: &mut Vec<u8>,
-    rejections: &mut RejectionCounter,
-) -> std::result::Result<Layout, EncodingError> {
-    to_rgb8_into(&image_view(msg), rgb).inspect_err(|e| rejections.count(e.kind()))
-}
-
 /// The cues a `vision_msgs/Classification` on `cues` carries: one per hypothesis, `class_id` the
-/// visual class name, `score` the confidence, stamped `time_ms` on the runtime's clock. Class
-/// names and scores are checked by the guidance state machine, not here.
-pub fn cues_from_classification(msg: &Classification, source: &str, time_ms: u64) -> Vec<Cue> {
+/// visual class name, `score` the confidence. Class names and scores are checked by the
+/// guidance state machine, not here.
+pub fn cues_from_classification(msg: &Classification, source: &str) -> Vec<CueInput> {
     msg.results
         .iter()
-        .map(|h| Cue {
+        .map(|h| CueInput {
             class: h.class_id.clone(),
             // f64 to f32: NaN and infinities stay so and are refused by the state machine.
             score: h.score as f32,
             source: source.to_string(),
-            time_ms,
         })
         .collect()
+}
+
+/// An image message as runtime frame `id`: decoded to packed RGB8, stamp and frame_id kept.
+/// A message that cannot be decoded is an error naming the reason.
+pub fn frame_from_image(msg: Image, id: u64) -> Result<Frame> {
+    let mut rgb = Vec::new();
+    let layout = to_rgb8_into(&image_view(&msg), &mut rgb)
+        .map_err(|e| Error::BadInput(format!("image {id} rejected ({}): {e}", e.kind())))?;
+    Ok(Frame {
+        id,
+        stamp_ns: msg.header.stamp.to_ns(),
+        frame_id: msg.header.frame_id,
+        width: layout.width as u32,
+        height: layout.height as u32,
+        rgb,
+    })
+}
+
+/// The `classification` message of a runtime result: the frame's header, the top classes
+/// best first.
+pub fn classification_from_result(r: &FrameResult) -> Classification {
+    classification_msg(
+        Header {
+            stamp: Time::from_ns(r.stamp_ns),
+            frame_id: r.frame_id.clone(),
+        },
+        r.top.iter().map(|c| (c.class.as_str(), c.score)),
+    )
 }
 
 /// A `Classification` with `header` (copied from the input frame) and the given
@@ -187,52 +204,4 @@ pub fn s16le_mono(msg: &AudioDataStamped, channels: u32) -> Result<Vec<f32>> {
         .chunks_exact(ch)
         .map(|f| f.iter().sum::<f32>() / ch as f32)
         .collect())
-}
-
-/// A runtime frame (e.g. from the camera source) as a `sensor_msgs/Image` (`rgb8`, tight rows)
-/// with the given header, so the node treats camera frames exactly like subscribed ones.
-pub fn image_from_frame(
-    frame: crate::pipeline::Frame,
-    header: super::msgs::Header,
-) -> super::msgs::Image {
-    super::msgs::Image {
-        header,
-        height: frame.height,
-        width: frame.width,
-        encoding: "rgb8".into(),
-        is_bigendian: 0,
-        step: frame.width.saturating_mul(3),
-        data: frame.rgb,
-    }
-}
-
-#[cfg(test)]
-mod frame_tests {
-    use super::*;
-    use crate::ros::msgs::{Header, Time};
-
-    #[test]
-    fn a_camera_frame_round_trips_through_the_image_decoder() {
-        let rgb: Vec<u8> = (0..2 * 3 * 3).map(|i| i as u8 * 10).collect();
-        let frame = crate::pipeline::Frame {
-            id: 4,
-            stamp_ns: 0,
-            frame_id: "camera0".into(),
-            width: 3,
-            height: 2,
-            rgb: rgb.clone(),
-        };
-        let header = Header {
-            stamp: Time { sec: 5, nanosec: 6 },
-            frame_id: "camera0".into(),
-        };
-        let img = image_from_frame(frame, header.clone());
-        assert_eq!((img.width, img.height, img.step), (3, 2, 9));
-        assert_eq!(img.header, header);
-        let mut out = Vec::new();
-        let mut rejected = RejectionCounter::default();
-        decode_image(&img, &mut out, &mut rejected).unwrap();
-        assert_eq!(out, rgb);
-        assert_eq!(rejected.total(), 0);
-    }
 }

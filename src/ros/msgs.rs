@@ -40,6 +40,21 @@ impl Time {
         i64::from(self.sec) * 1000 + i64::from(self.nanosec / 1_000_000)
     }
 
+    /// Nanoseconds since the epoch of this stamp (the runtime's `stamp_ns`).
+    pub fn to_ns(self) -> i64 {
+        i64::from(self.sec) * 1_000_000_000 + i64::from(self.nanosec)
+    }
+
+    /// The stamp for `ns` nanoseconds (inverse of [`Time::to_ns`]); saturates at the `int32`
+    /// seconds range.
+    pub fn from_ns(ns: i64) -> Self {
+        let sec = ns.div_euclid(1_000_000_000);
+        Self {
+            sec: sec.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32,
+            nanosec: ns.rem_euclid(1_000_000_000) as u32,
+        }
+    }
+
     /// The stamp for `ms` milliseconds; saturates at the `int32` seconds range.
     pub fn from_ms(ms: i64) -> Self {
         let sec = ms.div_euclid(1000);

@@ -1,30 +1,75 @@
-//! r2r glue (feature `ros2`): QoS profiles from parameters, parameter values and typed messages
-//! to and from the pure shapes in [`super::msgs`] and [`super::params`], and the `RosParams`
-//! adapter that routes every `ros2 param set` through [`NodeParams::apply_runtime`].
+//! r2r glue (feature `ros2`): conversions between r2r's types and the pure ones (QoS, parameter
+//! values, typed messages), the parameter store behind r2r's parameter services, publishers
+//! and subscriptions as the node logic's transports, and the process start-up (ROS logging,
+//! context, node). No decisions: those are in [`crate::node`].
 
-use super::msgs;
-use super::params::{NodeParams, ParamValue, Reliability};
+use super::msgs::{self, RosMessage};
+use crate::node::logging::{node_filter, LogLine, RosLogLayer, Severity};
+use crate::node::params::{NodeParams, ParamStore, ParamValue};
+use crate::node::qos::{Durability, QosSpec};
+use crate::node::{Publish, Reliability};
 use r2r::{Parameter, ParameterValue, QosProfile};
-use std::sync::{Arc, Mutex};
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
-/// QoS of the image subscription: keep-last `depth`, reliability from the parameter.
-pub fn image_qos(reliability: Reliability, depth: u32) -> QosProfile {
-    let qos = QosProfile::default()
-        .keep_last(depth.max(1) as usize)
-        .volatile();
-    match reliability {
-        Reliability::BestEffort => qos.best_effort(),
-        Reliability::Reliable => qos.reliable(),
+/// Our QoS as r2r's.
+pub fn qos_profile(q: QosSpec) -> QosProfile {
+    let p = QosProfile::default().keep_last(q.depth.max(1));
+    let p = match q.reliability {
+        Reliability::BestEffort => p.best_effort(),
+        Reliability::Reliable => p.reliable(),
+    };
+    match q.durability {
+        Durability::Volatile => p.volatile(),
+        Durability::TransientLocal => p.transient_local(),
     }
 }
 
-/// QoS of latched topics (`label_info`): reliable, transient local, last message kept, so late
-/// subscribers get the class map.
-pub fn latched_qos() -> QosProfile {
-    QosProfile::default()
-        .keep_last(1)
-        .reliable()
-        .transient_local()
+/// r2r's QoS as ours; `None` for policies without a plain value (system default, unknown).
+pub fn qos_from_r2r(p: &QosProfile) -> Option<QosSpec> {
+    use r2r::qos::{DurabilityPolicy as D, ReliabilityPolicy as R};
+    let reliability = match p.reliability {
+        R::Reliable => Reliability::Reliable,
+        R::BestEffort => Reliability::BestEffort,
+        _ => return None,
+    };
+    let durability = match p.durability {
+        D::Volatile => Durability::Volatile,
+        D::TransientLocal => Durability::TransientLocal,
+        _ => return None,
+    };
+    Some(QosSpec {
+        reliability,
+        durability,
+        depth: p.depth,
+    })
+}
+
+/// The publishers of `topic` (fully qualified) with their QoS, for
+/// [`crate::node::qos::MatchWatch`].
+pub fn publishers_of(node: &r2r::Node, topic: &str) -> Vec<(String, Option<QosSpec>)> {
+    match node.get_publishers_info_by_topic(topic, false) {
+        Ok(infos) => infos
+            .iter()
+            .map(|i| {
+                let ns = i.node_namespace.trim_end_matches('/');
+                (
+                    format!("{ns}/{}", i.node_name),
+                    qos_from_r2r(&i.qos_profile),
+                )
+            })
+            .collect(),
+        Err(e) => {
+            tracing::debug!("publishers of {topic}: {e}");
+            Vec::new()
+        }
+    }
+}
+
+/// `name` in the node's namespace (`/ns/name`), as graph queries want it.
+pub fn in_namespace(node: &r2r::Node, name: &str) -> String {
+    let ns = node.namespace().unwrap_or_default();
+    format!("{}/{name}", ns.trim_end_matches('/'))
 }
 
 /// r2r's parameter value to ours.
@@ -59,62 +104,6 @@ pub fn param_to_r2r(v: &ParamValue) -> ParameterValue {
     }
 }
 
-/// A node config shared between the parameter services and the node's tasks. r2r calls
-/// [`r2r::RosParams`] on it: start-up values (command line, params file) go through
-/// [`NodeParams::apply`], later `ros2 param set` calls through [`NodeParams::apply_runtime`];
-/// a refused update answers `successful: false` with our reason.
-pub struct SharedParams<T: NodeParams> {
-    /// The current config.
-    pub config: Arc<Mutex<T>>,
-    started: bool,
-    check: Option<ConfigCheck<T>>,
-}
-
-/// A check of a whole config that needs more than the parameters (e.g. the model's classes).
-pub type ConfigCheck<T> = Box<dyn Fn(&T) -> std::result::Result<(), String> + Send>;
-
-impl<T: NodeParams> SharedParams<T> {
-    /// Wrap a config (usually `T::default()`).
-    pub fn new(config: T) -> Self {
-        Self {
-            config: Arc::new(Mutex::new(config)),
-            started: false,
-            check: None,
-        }
-    }
-
-    /// Also run `check` on every updated config before accepting it.
-    pub fn with_check(mut self, check: ConfigCheck<T>) -> Self {
-        self.check = Some(check);
-        self
-    }
-
-    /// `cfg` with one update applied and checked, or the reason it is refused.
-    fn updated(&self, cfg: &T, name: &str, value: &ParameterValue) -> r2r::Result<T> {
-        let mut next = cfg.clone();
-        let v = param_from_r2r(value);
-        if self.started {
-            next.apply_runtime(name, &v)
-        } else {
-            next.apply(name, &v)
-        }
-        .map_err(|e| conv_err(name, e))?;
-        if let Some(check) = &self.check {
-            check(&next).map_err(|e| conv_err(name, e))?;
-        }
-        Ok(next)
-    }
-
-    fn lock(&self) -> r2r::Result<std::sync::MutexGuard<'_, T>> {
-        self.config
-            .lock()
-            .map_err(|_| r2r::Error::ParameterValueConv {
-                name: String::new(),
-                msg: "parameter store poisoned by a panic".into(),
-            })
-    }
-}
-
 fn conv_err(name: &str, e: impl std::fmt::Display) -> r2r::Error {
     r2r::Error::ParameterValueConv {
         name: name.to_string(),
@@ -122,59 +111,67 @@ fn conv_err(name: &str, e: impl std::fmt::Display) -> r2r::Error {
     }
 }
 
-impl<T: NodeParams + Send> r2r::RosParams for SharedParams<T> {
+/// r2r's parameter services on our store: every call converts and delegates.
+impl<T: NodeParams> r2r::RosParams for ParamStore<T> {
     fn register_parameters(
         &mut self,
         prefix: &str,
         _param: Option<Parameter>,
         params: &mut r2r::indexmap::IndexMap<String, Parameter>,
     ) -> r2r::Result<()> {
-        let mut cfg = self.lock()?.clone();
-        // Values given at start-up (--params-file, -p name:=value) in the order r2r holds them.
-        for name in T::names() {
-            let full = if prefix.is_empty() {
-                name.to_string()
-            } else {
-                format!("{prefix}.{name}")
-            };
-            if let Some(p) = params.get(&full) {
-                cfg.apply(name, &param_from_r2r(&p.value))
-                    .map_err(|e| conv_err(&full, e))?;
-            }
+        let given: Vec<(String, ParamValue)> = params
+            .iter()
+            .map(|(n, p)| (n.clone(), param_from_r2r(&p.value)))
+            .collect();
+        for (name, value, description) in self.start(&given).map_err(|e| conv_err(prefix, e))? {
+            params.insert(
+                name.to_string(),
+                Parameter {
+                    value: param_to_r2r(&value),
+                    description,
+                },
+            );
         }
-        if let Some(check) = &self.check {
-            check(&cfg).map_err(|e| conv_err(prefix, e))?;
-        }
-        for (name, value) in cfg.to_pairs() {
-            params.insert(name, Parameter::new(param_to_r2r(&value)));
-        }
-        *self.lock()? = cfg;
-        self.started = true;
         Ok(())
     }
 
-    fn get_parameter(&mut self, param_name: &str) -> r2r::Result<ParameterValue> {
-        self.lock()?
-            .to_pairs()
-            .into_iter()
-            .find(|(n, _)| n == param_name)
-            .map(|(_, v)| param_to_r2r(&v))
-            .ok_or_else(|| r2r::Error::InvalidParameterName {
-                name: param_name.to_string(),
+    fn get_parameter(&mut self, name: &str) -> r2r::Result<ParameterValue> {
+        self.get(name)
+            .map(|v| param_to_r2r(&v))
+            .map_err(|_| r2r::Error::InvalidParameterName {
+                name: name.to_string(),
             })
     }
 
-    fn set_parameter(&mut self, param_name: &str, param_val: &ParameterValue) -> r2r::Result<()> {
-        let current = self.lock()?.clone();
-        let next = self.updated(&current, param_name, param_val)?;
-        *self.lock()? = next;
-        Ok(())
+    fn set_parameter(&mut self, name: &str, value: &ParameterValue) -> r2r::Result<()> {
+        self.set(name, &param_from_r2r(value))
+            .map_err(|e| conv_err(name, e))
     }
 
-    fn check_parameter(&self, param_name: &str, param_val: &ParameterValue) -> r2r::Result<()> {
-        let current = self.lock()?.clone();
-        self.updated(&current, param_name, param_val).map(|_| ())
+    fn check_parameter(&self, name: &str, value: &ParameterValue) -> r2r::Result<()> {
+        self.check(name, &param_from_r2r(value))
+            .map(|_| ())
+            .map_err(|e| conv_err(name, e))
     }
+}
+
+/// The config from the values given at start-up (`--params-file`, `-p name:=value`), which r2r
+/// loads into `Node::params` when the node is created. Other names (e.g. `use_sim_time`) are
+/// left to r2r.
+pub fn startup_config<T: NodeParams>(node: &r2r::Node) -> Result<T, crate::Error> {
+    let params = node
+        .params
+        .lock()
+        .map_err(|_| crate::Error::Config("node parameters poisoned".into()))?;
+    let pairs: Vec<(String, ParamValue)> = T::names()
+        .into_iter()
+        .filter_map(|n| {
+            params
+                .get(n)
+                .map(|p| (n.to_string(), param_from_r2r(&p.value)))
+        })
+        .collect();
+    Ok(T::from_pairs(&pairs)?)
 }
 
 /// A typed r2r header to ours.
@@ -238,39 +235,50 @@ pub fn diagnostics_to_r2r(d: &msgs::DiagnosticArray) -> r2r::diagnostic_msgs::ms
     }
 }
 
-/// Start a node's process: log to stderr at `RUST_LOG` (default `info`), create the ROS context
-/// and the node `name`. The error says which step failed.
-pub fn start_node(name: &str) -> Result<r2r::Node, crate::Error> {
-    // A second call (e.g. from a test) keeps the first subscriber.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .try_init();
-    let ctx = r2r::Context::create()
-        .map_err(|e| crate::Error::Config(format!("creating the ROS context: {e}")))?;
-    r2r::Node::create(ctx, name, "")
-        .map_err(|e| crate::Error::Config(format!("creating node {name}: {e}")))
+/// A message from an untyped subscription, parsed, or why not.
+pub fn parse_untyped<M: RosMessage>(item: r2r::Result<serde_json::Value>) -> Result<M, String> {
+    item.map_err(|e| e.to_string())
+        .and_then(|v| M::from_json(v).map_err(|e| e.to_string()))
 }
 
-/// The config from the values given at start-up (`--params-file`, `-p name:=value`), which r2r
-/// loads into `Node::params` when the node is created. Unknown names (e.g. `use_sim_time`) are
-/// left to r2r.
-pub fn startup_config<T: NodeParams>(node: &r2r::Node) -> Result<T, crate::Error> {
-    let params = node
-        .params
-        .lock()
-        .map_err(|_| crate::Error::Config("node parameters poisoned".into()))?;
-    let pairs: Vec<(String, ParamValue)> = T::names()
-        .iter()
-        .filter_map(|n| {
-            params
-                .get(*n)
-                .map(|p| (n.to_string(), param_from_r2r(&p.value)))
-        })
-        .collect();
-    Ok(T::from_pairs(&pairs)?)
+/// An untyped r2r publisher as a transport for one message type.
+pub struct UntypedPublisher(pub r2r::PublisherUntyped);
+
+impl<M: RosMessage + Send> Publish<M> for UntypedPublisher {
+    fn publish(&mut self, msg: M) -> crate::Result<()> {
+        let json = msg
+            .to_json()
+            .map_err(|e| crate::Error::Runtime(format!("encoding {}: {e}", M::TYPE_NAME)))?;
+        self.0
+            .publish(json)
+            .map_err(|e| crate::Error::Runtime(format!("publishing {}: {e}", M::TYPE_NAME)))
+    }
+}
+
+/// Start a node's process: create the ROS context (which reads `--ros-args`, including
+/// `--log-level`) and the node `name`, then route `tracing` through the node's ROS logger
+/// (console, log file, `/rosout`). The error says which step failed.
+pub fn start_node(name: &str) -> Result<r2r::Node, crate::Error> {
+    let ctx = r2r::Context::create()
+        .map_err(|e| crate::Error::Config(format!("creating the ROS context: {e}")))?;
+    let node = r2r::Node::create(ctx, name, "")
+        .map_err(|e| crate::Error::Config(format!("creating node {name}: {e}")))?;
+    let logger = node.logger().to_string();
+    let layer = RosLogLayer::new(move |l: LogLine| {
+        let severity = match l.severity {
+            Severity::Debug => r2r::LogSeverity::Debug,
+            Severity::Info => r2r::LogSeverity::Info,
+            Severity::Warn => r2r::LogSeverity::Warn,
+            Severity::Error => r2r::LogSeverity::Error,
+        };
+        r2r::log(&l.text, &logger, &l.file, l.line, severity);
+    });
+    // A second call (e.g. from a test) keeps the first subscriber.
+    let _ = tracing_subscriber::registry()
+        .with(node_filter())
+        .with(layer)
+        .try_init();
+    Ok(node)
 }
 
 /// Where a relative path from a parameter points: the package's share directory (found on
@@ -299,5 +307,31 @@ pub fn stamp_now(clock: &mut r2r::Clock) -> msgs::Time {
             nanosec: d.subsec_nanos(),
         },
         Err(_) => msgs::Time::default(),
+    }
+}
+
+/// A header stamped now with an empty frame_id.
+pub fn header_now(clock: &mut r2r::Clock) -> msgs::Header {
+    msgs::Header {
+        stamp: stamp_now(clock),
+        frame_id: String::new(),
+    }
+}
+
+/// Spin the node on the calling thread until `stop` is set, calling `tick` with the node
+/// every `every` (graph queries, which need the node).
+pub fn spin_until(
+    mut node: r2r::Node,
+    stop: &std::sync::atomic::AtomicBool,
+    every: std::time::Duration,
+    mut tick: impl FnMut(&r2r::Node),
+) {
+    let mut last = std::time::Instant::now();
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        node.spin_once(std::time::Duration::from_millis(10));
+        if last.elapsed() >= every {
+            last = std::time::Instant::now();
+            tick(&node);
+        }
     }
 }

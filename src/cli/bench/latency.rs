@@ -1,7 +1,7 @@
 //! `hlfp bench` latency: batch-1 forward passes of every case on the chosen backends, timed in
 //! interleaved rounds, each candle model checked against the CPU engine on the same weights.
 
-use super::report::Row;
+use super::Row;
 use super::{bench_cfg, percentile, seeded_input, Args, PathChoice};
 use anyhow::Context;
 use candle_core::{Device, Tensor};

@@ -10,6 +10,7 @@ mod report;
 
 use candle_core::{Device, Tensor};
 use hlfp::model::{ModelConfig, Variant};
+use serde::Serialize;
 use std::path::PathBuf;
 
 /// Arguments of `hlfp bench`.
@@ -103,6 +104,37 @@ fn bench_cfg(variant: Variant, k: usize, size: usize) -> ModelConfig {
     let mut c = ModelConfig::new(variant, k);
     c.input_size = size;
     c
+}
+
+/// One measured model.
+#[derive(Serialize, Debug)]
+pub(crate) struct Row {
+    pub(crate) name: String,
+    pub(crate) path: String,
+    pub(crate) variant: String,
+    pub(crate) classes: usize,
+    pub(crate) active: usize,
+    pub(crate) gmacs_conv_linear: f64,
+    pub(crate) median_ms: f64,
+    pub(crate) p90_ms: f64,
+    pub(crate) min_ms: f64,
+    pub(crate) gflops: f64,
+    pub(crate) pytorch_ms: Option<f64>,
+    /// CUDA: median and p90 latency of the same forward replayed as one CUDA graph.
+    pub(crate) graph_median_ms: Option<f64>,
+    pub(crate) graph_p90_ms: Option<f64>,
+    /// CUDA: largest |logit difference| between the graph replay and the eager pass.
+    pub(crate) graph_max_abs_diff_vs_eager: Option<f64>,
+    /// Largest |logit difference| against the CPU engine on the same weights and input
+    /// (candle path only; on CUDA this is the GPU-vs-CPU check).
+    pub(crate) max_abs_diff_vs_cpu_engine: Option<f64>,
+}
+
+impl Row {
+    /// The headline latency: the CUDA-graph median where measured (GPU), else the eager median.
+    pub(crate) fn headline_ms(&self) -> f64 {
+        self.graph_median_ms.unwrap_or(self.median_ms)
+    }
 }
 
 /// Which backend to time (`--path`).

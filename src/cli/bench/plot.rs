@@ -1,6 +1,6 @@
 //! `hlfp bench`'s plot: latency against active branches with the fitted line.
 
-use super::report::Row;
+use super::Row;
 use anyhow::Context;
 
 /// Least-squares line y = slope * x + intercept, with R^2.

@@ -1,41 +1,9 @@
 //! `hlfp bench`'s report: the measured rows, ratios between cases, the goals and the table.
 
-use super::{device_name, Args};
+use super::{device_name, Args, Row};
 use anyhow::Context;
 use candle_core::Device;
 use hlfp::model::Backend;
-use serde::Serialize;
-
-/// One measured model.
-#[derive(Serialize, Debug)]
-pub(super) struct Row {
-    pub(super) name: String,
-    pub(super) path: String,
-    pub(super) variant: String,
-    pub(super) classes: usize,
-    pub(super) active: usize,
-    pub(super) gmacs_conv_linear: f64,
-    pub(super) median_ms: f64,
-    pub(super) p90_ms: f64,
-    pub(super) min_ms: f64,
-    pub(super) gflops: f64,
-    pub(super) pytorch_ms: Option<f64>,
-    /// CUDA: median and p90 latency of the same forward replayed as one CUDA graph.
-    pub(super) graph_median_ms: Option<f64>,
-    pub(super) graph_p90_ms: Option<f64>,
-    /// CUDA: largest |logit difference| between the graph replay and the eager pass.
-    pub(super) graph_max_abs_diff_vs_eager: Option<f64>,
-    /// Largest |logit difference| against the CPU engine on the same weights and input
-    /// (candle path only; on CUDA this is the GPU-vs-CPU check).
-    pub(super) max_abs_diff_vs_cpu_engine: Option<f64>,
-}
-
-impl Row {
-    /// The headline latency: the CUDA-graph median where measured (GPU), else the eager median.
-    pub(super) fn headline_ms(&self) -> f64 {
-        self.graph_median_ms.unwrap_or(self.median_ms)
-    }
-}
 
 /// Print (or write as JSON) the timed rows: ratios, goals, the latency-vs-branches line and
 /// the plot.

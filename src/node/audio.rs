@@ -1,23 +1,27 @@
-//! The audio node's logic without ROS: audio chunks (topic messages or microphone buffers) in,
+//! `audio_cue_node`'s logic without ROS: audio chunks (topic messages or microphone buffers) in,
 //! `sound_events` and `cues` messages out, through the library's streaming [`AudioPipeline`]
-//! (resample, log-mel, detector, cue mapping). `audio_cue_node` calls these from its r2r
-//! callbacks and its capture thread; tests call them directly (an in-process transport).
+//! (resample, log-mel, detector, cue mapping). [`super::audio_worker`] runs it on its own
+//! thread; tests call it directly too.
 //!
-//! Decisions stay in the library: the detector decides events, the cue map the classes they
-//! cue; this struct checks inputs, builds messages with the input's header, and counts.
+//! Cues are checked against the vision model's class list (its config, or the latched
+//! `label_info`): a mapped class the model lacks is reported once and skipped. Detector
+//! parameter changes apply in place: buffered audio and active events are kept.
 
-use super::convert::{
-    classification_msg, diagnostic_array, diagnostic_status, s16le_mono, RejectionCounter,
-};
-use super::msgs::{AudioDataStamped, Classification, DiagnosticArray, DiagnosticStatus, Header};
-use super::params::{AudioNodeConfig, NodeParams, ParamError, ParamValue, FILE_THRESHOLDS};
-use crate::audio::cues::{CueConfig, CueMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::audio_params::{AudioNodeConfig, FILE_THRESHOLDS};
+use super::params::{ConfigCheck, NodeParams};
+use crate::audio::cues::{ClassCue, CueConfig, CueMap};
 use crate::audio::detector::{DetectorConfig, SoundEvent, Thresholds, WindowScorer};
 use crate::audio::features::LogMelConfig;
 use crate::audio::pipeline::{AudioPipeline, PipelineStats};
+use crate::ros::convert::{
+    classification_msg, diagnostic_array, diagnostic_status, s16le_mono, RejectionCounter,
+};
+use crate::ros::msgs::{
+    AudioDataStamped, Classification, DiagnosticArray, DiagnosticStatus, Header, LabelInfo,
+};
 use crate::{Error, Result};
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 
 /// Sample rates a chunk may have (the `sample_rate_hz` parameter's range).
 pub const RATE_RANGE_HZ: std::ops::RangeInclusive<u32> = 8_000..=192_000;
@@ -27,8 +31,6 @@ pub const RATE_RANGE_HZ: std::ops::RangeInclusive<u32> = 8_000..=192_000;
 /// that threshold for every label, or keep the file's (default and per label) when they are
 /// [`FILE_THRESHOLDS`]; `hold_ms`, `refractory_ms` and `rms_gate_dbfs` replace `hold_s`,
 /// `refractory_s` and `silence_rms_dbfs`; the window hop and the smoothing stay the file's.
-/// The result is checked when a pipeline is built from it (e.g. an `off_threshold` above a
-/// label's file `on` is refused there).
 pub fn detector_config(file: &DetectorConfig, params: &AudioNodeConfig) -> DetectorConfig {
     let set = |x: f64| (x != FILE_THRESHOLDS).then_some(x as f32);
     let (on, off) = (set(params.on_threshold), set(params.off_threshold));
@@ -36,8 +38,7 @@ pub fn detector_config(file: &DetectorConfig, params: &AudioNodeConfig) -> Detec
         on: on.unwrap_or(t.on),
         off: off.unwrap_or(t.off),
     };
-    // A threshold set for every label makes the per-label entries that only differed in it
-    // redundant; keep the map only while some per-label value is still the file's.
+    // Thresholds set for every label make the per-label entries redundant.
     let label_thresholds = if on.is_some() && off.is_some() {
         BTreeMap::new()
     } else {
@@ -56,49 +57,43 @@ pub fn detector_config(file: &DetectorConfig, params: &AudioNodeConfig) -> Detec
     }
 }
 
-fn add_stats(into: &mut PipelineStats, s: &PipelineStats) {
-    into.input_samples += s.input_samples;
-    into.non_finite_samples += s.non_finite_samples;
-    into.model_samples += s.model_samples;
-    into.frames += s.frames;
-    into.detector.windows += s.detector.windows;
-    into.detector.silent_windows += s.detector.silent_windows;
-    into.detector.bad_scores += s.detector.bad_scores;
+/// The check the audio node's parameter store runs on every config: the detector settings
+/// it implies must be valid for the classifier's `labels` with the mapping file's `file`
+/// detector (e.g. an `off_threshold` above a label's file `on` is refused), so the parameter
+/// services refuse what the node would.
+pub fn config_check(file: DetectorConfig, labels: Vec<String>) -> ConfigCheck<AudioNodeConfig> {
+    Box::new(move |c: &AudioNodeConfig| {
+        detector_config(&file, c)
+            .validate(&labels)
+            .map_err(|e| e.to_string())
+    })
 }
 
-/// The scorer shared between the pipeline in use and the one rebuilt on a parameter change
-/// (the pipeline owns its scorer; the detector settings are fixed at construction).
-struct SharedScorer<S> {
-    labels: Vec<String>,
-    window_frames: usize,
-    inner: Arc<Mutex<S>>,
+/// The `class_names` of a vision model config file (the JSON `hlfp train` writes next to the
+/// weights), in output order.
+pub fn classes_from_model_config(path: &std::path::Path) -> Result<Vec<String>> {
+    #[derive(serde::Deserialize)]
+    struct Classes {
+        class_names: Vec<String>,
+    }
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let c: Classes = serde_json::from_str(&text)
+        .map_err(|e| Error::Config(format!("{}: no class_names list: {e}", path.display())))?;
+    Ok(c.class_names)
 }
 
-impl<S> Clone for SharedScorer<S> {
-    fn clone(&self) -> Self {
-        Self {
-            labels: self.labels.clone(),
-            window_frames: self.window_frames,
-            inner: self.inner.clone(),
-        }
-    }
-}
-
-impl<S: WindowScorer> WindowScorer for SharedScorer<S> {
-    fn labels(&self) -> &[String] {
-        &self.labels
-    }
-    fn window_frames(&self) -> usize {
-        self.window_frames
-    }
-    fn score(&mut self, window: &[f32]) -> Result<Vec<f32>> {
-        // Only this core scores; a poisoned lock means an earlier score panicked mid-call,
-        // which leaves no state behind in a window scorer.
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .score(window)
-    }
+/// The class names of a `label_info` message, in `class_id` order.
+pub fn classes_from_label_info(msg: &LabelInfo) -> Vec<String> {
+    let mut v: Vec<(u16, &str)> = msg
+        .class_map
+        .iter()
+        .map(|c| (c.class_id, c.class_name.as_str()))
+        .collect();
+    v.sort_unstable_by_key(|(id, _)| *id);
+    v.into_iter().map(|(_, n)| n.to_string()).collect()
 }
 
 /// What one audio chunk produced, ready to publish.
@@ -107,8 +102,8 @@ pub struct AudioOutput {
     /// For `sound_events`: one message per sound event, `class_id` the sound label, `score`
     /// the detector's smoothed score, the input chunk's header.
     pub sound_events: Vec<Classification>,
-    /// For `cues`: one message per sound event that maps to visual classes, `class_id` each
-    /// visual class, `score` the event's score, the input chunk's header.
+    /// For `cues`: one message per sound event that maps to known visual classes, one
+    /// hypothesis per class with the event's score, the input chunk's header.
     pub cues: Vec<Classification>,
 }
 
@@ -130,64 +125,58 @@ pub struct AudioCounters {
     pub sound_events: u64,
     /// Visual-class hypotheses published on `cues`.
     pub cues: u64,
+    /// Mapped classes skipped because the vision model lacks them.
+    pub cues_skipped: u64,
     /// Chunks the pipeline failed on (e.g. the classifier), after they were accepted.
     pub pipeline_errors: u64,
-    /// Pipelines rebuilt for a detector parameter change (each starts a new stream).
-    pub detector_rebuilds: u64,
+    /// Detector parameter changes applied.
+    pub detector_updates: u64,
 }
 
-/// The audio node's state between callbacks.
+/// The audio node's state.
 pub struct AudioCore<S: WindowScorer> {
     config: AudioNodeConfig,
     file_detector: DetectorConfig,
-    features: LogMelConfig,
-    scorer: SharedScorer<S>,
-    pipeline: AudioPipeline<SharedScorer<S>>,
+    pipeline: AudioPipeline<S>,
     rate_hz: u32,
-    /// Pipeline counters of the pipelines replaced by rebuilds.
-    earlier: PipelineStats,
+    /// The vision model's classes; `None` until known (cues then pass unchecked).
+    visual_classes: Option<Vec<String>>,
+    /// Mapped classes already reported as unknown to the vision model.
+    reported: BTreeSet<String>,
     events: Vec<SoundEvent>,
-    class_cues: Vec<crate::audio::cues::ClassCue>,
-    /// Bad messages by reason (`rate`, `s16le`, and what the binary counts, e.g. `json`).
+    class_cues: Vec<ClassCue>,
+    /// Bad messages by reason (`rate`, `s16le`, `json`).
     pub rejections: RejectionCounter,
     /// Counters.
     pub counters: AudioCounters,
 }
 
 impl<S: WindowScorer> AudioCore<S> {
-    /// A core for a checked `config`, the mapping file's contents, the vision model's
-    /// `visual_classes` and the sound classifier. The mapping is validated against the
-    /// scorer's labels and `visual_classes`; the pipeline starts at `config.sample_rate_hz` and
+    /// A core for a checked `config`, the mapping file's contents and the sound classifier.
+    /// Every sound label of the mapping must be a classifier label (an error otherwise); the
+    /// visual classes are checked when the vision model's list is given
+    /// ([`AudioCore::set_visual_classes`]). The pipeline starts at `config.sample_rate_hz` and
     /// follows the rate of the chunks it is given.
-    pub fn new(
-        config: AudioNodeConfig,
-        mapping: &CueConfig,
-        visual_classes: &[String],
-        scorer: S,
-    ) -> Result<Self> {
-        let cue_map = CueMap::new(&mapping.cues, scorer.labels(), visual_classes)?;
-        let scorer = SharedScorer {
-            labels: scorer.labels().to_vec(),
-            window_frames: scorer.window_frames(),
-            inner: Arc::new(Mutex::new(scorer)),
-        };
-        let features = LogMelConfig::default();
+    pub fn new(config: AudioNodeConfig, mapping: &CueConfig, scorer: S) -> Result<Self> {
+        let mut mapped: Vec<String> = mapping.cues.values().flatten().cloned().collect();
+        mapped.sort();
+        mapped.dedup();
+        let cue_map = CueMap::new(&mapping.cues, scorer.labels(), &mapped)?;
         let rate_hz = config.sample_rate_hz;
         let pipeline = AudioPipeline::new(
-            features.clone(),
+            LogMelConfig::default(),
             detector_config(&mapping.detector, &config),
             cue_map,
-            scorer.clone(),
+            scorer,
             rate_hz,
         )?;
         Ok(Self {
             config,
             file_detector: mapping.detector.clone(),
-            features,
-            scorer,
             pipeline,
             rate_hz,
-            earlier: PipelineStats::default(),
+            visual_classes: None,
+            reported: BTreeSet::new(),
             events: Vec::new(),
             class_cues: Vec::new(),
             rejections: RejectionCounter::default(),
@@ -207,14 +196,26 @@ impl<S: WindowScorer> AudioCore<S> {
 
     /// The sound labels of the classifier.
     pub fn labels(&self) -> &[String] {
-        &self.scorer.labels
+        self.pipeline.detector().labels()
     }
 
-    /// Pipeline counters since start (summed over rebuilds).
+    /// Pipeline counters since start.
     pub fn pipeline_stats(&self) -> PipelineStats {
-        let mut s = self.pipeline.stats();
-        add_stats(&mut s, &self.earlier);
-        s
+        self.pipeline.stats()
+    }
+
+    /// Set the vision model's class list. Returns the mapped classes it lacks, each reported
+    /// (in the returned list) only the first time; their cues are skipped from now on.
+    pub fn set_visual_classes(&mut self, classes: Vec<String>) -> Vec<String> {
+        let unknown: Vec<String> = self
+            .pipeline
+            .cue_map()
+            .reachable_classes()
+            .into_iter()
+            .filter(|c| !classes.contains(c) && self.reported.insert(c.clone()))
+            .collect();
+        self.visual_classes = Some(classes);
+        unknown
     }
 
     /// An `AudioDataStamped` arrived (topic input): interleaved S16LE with `channels` channels
@@ -231,9 +232,8 @@ impl<S: WindowScorer> AudioCore<S> {
     }
 
     /// Mono `samples` at `rate_hz` arrived with `header` (a message's, or the capture time
-    /// for a microphone). Every event the detector decides in this chunk is returned with
-    /// `header`. A rate outside [`RATE_RANGE_HZ`] is counted and returned as the error; a rate
-    /// change within it restarts the resampler and keeps the timeline.
+    /// for a microphone). A rate outside [`RATE_RANGE_HZ`] is counted and returned as the
+    /// error; a rate change within it restarts the resampler and keeps the timeline.
     pub fn on_chunk(
         &mut self,
         samples: &[f32],
@@ -263,8 +263,8 @@ impl<S: WindowScorer> AudioCore<S> {
         Ok(self.output(header))
     }
 
-    /// End of stream (a capture that stopped): flush the resampler's tail through the
-    /// detector; events decided there get `header`.
+    /// End of stream: flush the resampler's tail through the detector; events decided there
+    /// get `header`.
     pub fn finish(&mut self, header: &Header) -> Result<AudioOutput> {
         self.events.clear();
         self.class_cues.clear();
@@ -277,18 +277,29 @@ impl<S: WindowScorer> AudioCore<S> {
 
     fn output(&mut self, header: &Header) -> AudioOutput {
         let mut out = AudioOutput::default();
-        let map = self.pipeline.cue_map();
         for e in &self.events {
+            tracing::info!("sound event {} (score {:.2})", e.label, e.score);
             out.sound_events.push(classification_msg(
                 header.clone(),
                 [(e.label.as_str(), e.score)],
             ));
-            let classes = map.classes_for(&e.label);
-            if !classes.is_empty() {
-                let msg = classification_msg(
-                    header.clone(),
-                    classes.iter().map(|c| (c.as_str(), e.score)),
-                );
+            let mut known = Vec::new();
+            for c in self.pipeline.cue_map().classes_for(&e.label) {
+                match &self.visual_classes {
+                    Some(list) if !list.contains(c) => {
+                        self.counters.cues_skipped += 1;
+                        if self.reported.insert(c.clone()) {
+                            tracing::warn!(
+                                "cue class {c} is not a class of the vision model: skipped \
+                                 (reported once)"
+                            );
+                        }
+                    }
+                    _ => known.push(c.as_str()),
+                }
+            }
+            if !known.is_empty() {
+                let msg = classification_msg(header.clone(), known.iter().map(|c| (*c, e.score)));
                 self.counters.cues += msg.results.len() as u64;
                 out.cues.push(msg);
             }
@@ -303,37 +314,14 @@ impl<S: WindowScorer> AudioCore<S> {
         self.rejections.count(kind);
     }
 
-    /// Apply a `ros2 param set` update; a detector change rebuilds the pipeline (a new stream:
-    /// buffered audio and active events are dropped). On any error nothing changes.
-    pub fn apply_param(
-        &mut self,
-        name: &str,
-        value: &ParamValue,
-    ) -> std::result::Result<(), ParamError> {
-        let mut next = self.config.clone();
-        next.apply_runtime(name, value)?;
-        self.sync_config(&next)
-            .map_err(|e| ParamError::Inconsistent {
-                reason: e.to_string(),
-            })
-    }
-
-    /// Bring the core in line with a config the parameter services already accepted: when the
-    /// detector settings it implies differ, the pipeline is rebuilt with them. On error the
-    /// core keeps its config.
+    /// Bring the core in line with a config the parameter store accepted: detector settings
+    /// change in place (buffered audio and active events are kept). On error the core keeps
+    /// its config.
     pub fn sync_config(&mut self, config: &AudioNodeConfig) -> Result<()> {
         let det = detector_config(&self.file_detector, config);
         if &det != self.pipeline.detector().config() {
-            let pipeline = AudioPipeline::new(
-                self.features.clone(),
-                det,
-                self.pipeline.cue_map().clone(),
-                self.scorer.clone(),
-                self.rate_hz,
-            )?;
-            let old = std::mem::replace(&mut self.pipeline, pipeline);
-            add_stats(&mut self.earlier, &old.stats());
-            self.counters.detector_rebuilds += 1;
+            self.pipeline.set_detector_config(det)?;
+            self.counters.detector_updates += 1;
         }
         self.config = config.clone();
         Ok(())
@@ -348,41 +336,41 @@ impl<S: WindowScorer> AudioCore<S> {
             .config
             .to_pairs()
             .into_iter()
-            .map(|(k, v)| (k, v.to_string()))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        values.extend([
-            ("model".to_string(), model.to_string()),
-            ("labels".into(), self.scorer.labels.join(",")),
-            ("rate_hz".into(), self.rate_hz.to_string()),
-            ("chunks_in".into(), c.chunks_in.to_string()),
-            ("samples_in".into(), c.samples_in.to_string()),
-            ("sound_events".into(), c.sound_events.to_string()),
-            ("cues".into(), c.cues.to_string()),
-            (
-                "messages_rejected".into(),
-                self.rejections.total().to_string(),
-            ),
-            ("pipeline_errors".into(), c.pipeline_errors.to_string()),
-            ("detector_rebuilds".into(), c.detector_rebuilds.to_string()),
-            ("windows".into(), p.detector.windows.to_string()),
-            (
-                "silent_windows".into(),
-                p.detector.silent_windows.to_string(),
-            ),
-            (
-                "non_finite_samples".into(),
-                p.non_finite_samples.to_string(),
-            ),
-            ("bad_scores".into(), p.detector.bad_scores.to_string()),
-            (
-                "active".into(),
-                self.pipeline
-                    .detector()
-                    .active()
-                    .collect::<Vec<_>>()
-                    .join(","),
-            ),
-        ]);
+        let visual = match &self.visual_classes {
+            Some(v) => v.len().to_string(),
+            None => "unknown (waiting for label_info)".into(),
+        };
+        values.extend(
+            [
+                ("model", model.to_string()),
+                ("labels", self.labels().join(",")),
+                ("visual_classes", visual),
+                ("rate_hz", self.rate_hz.to_string()),
+                ("chunks_in", c.chunks_in.to_string()),
+                ("samples_in", c.samples_in.to_string()),
+                ("sound_events", c.sound_events.to_string()),
+                ("cues", c.cues.to_string()),
+                ("cues_skipped", c.cues_skipped.to_string()),
+                ("messages_rejected", self.rejections.total().to_string()),
+                ("pipeline_errors", c.pipeline_errors.to_string()),
+                ("detector_updates", c.detector_updates.to_string()),
+                ("windows", p.detector.windows.to_string()),
+                ("silent_windows", p.detector.silent_windows.to_string()),
+                ("non_finite_samples", p.non_finite_samples.to_string()),
+                ("bad_scores", p.detector.bad_scores.to_string()),
+                (
+                    "active",
+                    self.pipeline
+                        .detector()
+                        .active()
+                        .collect::<Vec<_>>()
+                        .join(","),
+                ),
+            ]
+            .map(|(k, v)| (k.to_string(), v)),
+        );
         for (kind, n) in self.rejections.iter() {
             values.push((format!("messages_rejected.{kind}"), n.to_string()));
         }

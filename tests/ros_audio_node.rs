@@ -1,21 +1,20 @@
 //! The audio node's logic driven in-process, as the r2r callbacks drive it: S16LE
 //! `AudioDataStamped` messages of a synthetic scene in, `sound_events` and `cues` messages out
-//! with the input's header; bad messages counted; parameters merged with the mapping file.
+//! with the input's header; bad messages counted; parameters through the node's `ParamStore`
+//! and applied in place; cues checked against the vision model's classes; the audio thread;
+//! and the cue path from the audio node into the vision node.
 
 mod audio_common;
 
 use audio_common::{tone, BandScorer, ScriptedScorer};
-use hlfp::audio::cues::{CueConfig, DATA_VISUAL_CLASSES};
+use hlfp::audio::cues::CueConfig;
 use hlfp::audio::detector::{DetectorConfig, Thresholds};
-use hlfp::ros::audio_core::{detector_config, AudioCore, AudioOutput};
+use hlfp::node::audio::{config_check, detector_config, AudioCore, AudioOutput};
+use hlfp::node::params::ParamStore;
+use hlfp::node::{AudioNodeConfig, NodeParams, ParamValue};
 use hlfp::ros::msgs::{AudioData, AudioDataStamped, DiagnosticStatus, Header, Time};
-use hlfp::ros::params::{AudioNodeConfig, NodeParams, ParamValue};
 
 const RATE: u32 = 16_000;
-
-fn classes() -> Vec<String> {
-    DATA_VISUAL_CLASSES.iter().map(|s| s.to_string()).collect()
-}
 
 /// The shipped mapping, restricted to the fake scorer's labels.
 fn mapping(labels: &[&str]) -> CueConfig {
@@ -43,10 +42,29 @@ fn core() -> AudioCore<BandScorer> {
     AudioCore::new(
         config(),
         &mapping(&["cat", "dog"]),
-        &classes(),
         BandScorer::new("cat", "dog", 96),
     )
     .unwrap()
+}
+
+/// The parameter store `audio_cue_node` builds for [`core`]'s mapping and labels.
+fn store() -> ParamStore<AudioNodeConfig> {
+    let labels = vec!["cat".to_string(), "dog".to_string()];
+    let mut s = ParamStore::new(config())
+        .with_check(config_check(mapping(&["cat", "dog"]).detector, labels));
+    s.start(&[]).unwrap();
+    s
+}
+
+/// `ros2 param set` as the node runs it: the store decides, the core follows what it accepted.
+fn set(
+    store: &mut ParamStore<AudioNodeConfig>,
+    core: &mut AudioCore<BandScorer>,
+    name: &str,
+    value: ParamValue,
+) -> Result<(), String> {
+    store.set(name, &value).map_err(|e| e.to_string())?;
+    core.sync_config(store.config()).map_err(|e| e.to_string())
 }
 
 fn header(i: usize) -> Header {
@@ -213,7 +231,6 @@ fn stereo_topic_audio_is_downmixed() {
     let mut c = AudioCore::new(
         cfg,
         &mapping(&["cat", "dog"]),
-        &classes(),
         BandScorer::new("cat", "dog", 96),
     )
     .unwrap();
@@ -307,84 +324,115 @@ fn one_threshold_parameter_replaces_that_threshold_for_every_label_and_keeps_the
 
 #[test]
 fn a_threshold_update_that_conflicts_with_a_file_threshold_is_refused_and_changes_nothing() {
-    let mut c = core();
+    let (mut st, mut c) = (store(), core());
     let before = (c.config().clone(), c.detector_config().clone());
     // An `on` below every `off` of the mapping file leaves the labels with off > on.
     let lowest_off = std::iter::once(c.detector_config().default_thresholds.off)
         .chain(c.detector_config().label_thresholds.values().map(|t| t.off))
         .fold(f32::INFINITY, f32::min);
     assert!(lowest_off > 0.0);
-    let err = c
-        .apply_param("on_threshold", &ParamValue::Double(lowest_off as f64 / 2.0))
-        .unwrap_err()
-        .to_string();
+    let err = set(
+        &mut st,
+        &mut c,
+        "on_threshold",
+        ParamValue::Double(lowest_off as f64 / 2.0),
+    )
+    .unwrap_err();
     assert!(err.contains("off <= on"), "{err}");
     assert_eq!((c.config().clone(), c.detector_config().clone()), before);
-    assert_eq!(c.counters.detector_rebuilds, 0);
-    // Setting both at once for every label is fine.
-    c.apply_param("off_threshold", &ParamValue::Double(0.1))
-        .unwrap();
-    c.apply_param("on_threshold", &ParamValue::Double(0.2))
-        .unwrap();
+    // The parameter server and the node agree.
+    assert_eq!(st.config(), c.config());
+    assert_eq!(c.counters.detector_updates, 0);
+    // Both for every label, `off` first: accepted by both.
+    set(&mut st, &mut c, "off_threshold", ParamValue::Double(0.1)).unwrap();
+    set(&mut st, &mut c, "on_threshold", ParamValue::Double(0.2)).unwrap();
     assert_eq!(
         c.detector_config().default_thresholds,
         Thresholds { on: 0.2, off: 0.1 }
     );
     assert!(c.detector_config().label_thresholds.is_empty());
+    assert_eq!(st.config(), c.config());
 }
 
 #[test]
-fn a_runtime_parameter_change_rebuilds_the_detector() {
-    let mut c = core();
-    // A gate above the tone's level (0.3 amplitude: about -13.5 dBFS RMS) makes it silence.
-    c.apply_param("rms_gate_dbfs", &ParamValue::Double(-10.0))
-        .unwrap();
-    assert_eq!(c.detector_config().silence_rms_dbfs, -10.0);
-    assert_eq!(c.counters.detector_rebuilds, 1);
-    let outs = feed(&mut c, &dog_scene(), 1600);
-    assert!(outs.iter().all(AudioOutput::is_empty));
+fn a_parameter_change_applies_in_place_and_keeps_buffered_audio() {
+    let x = dog_scene();
+    let reference: Vec<AudioOutput> = feed(&mut core(), &x, 1600);
+    // The same stream with refractory and hold changed after 0.4 s, while the tone is buffered
+    // in the detector's window: the event comes at the same message with the same score.
+    let (mut st, mut c) = (store(), core());
+    let mut outs = Vec::new();
+    for (i, chunk) in x.chunks(1600).enumerate() {
+        if i == 4 {
+            set(&mut st, &mut c, "refractory_ms", ParamValue::Integer(1500)).unwrap();
+            set(&mut st, &mut c, "hold_ms", ParamValue::Integer(400)).unwrap();
+        }
+        outs.push(c.on_message(&message(chunk, header(i))).unwrap());
+    }
+    assert_eq!(outs, reference);
+    assert_eq!(c.counters.detector_updates, 2);
+    assert_eq!(c.detector_config().refractory_s, 1.5);
 
+    // A gate above the tone's level (0.3 amplitude: about -13.5 dBFS RMS) makes it silence.
+    let (mut st, mut c) = (store(), core());
+    set(&mut st, &mut c, "rms_gate_dbfs", ParamValue::Double(-10.0)).unwrap();
+    assert!(feed(&mut c, &x, 1600).iter().all(AudioOutput::is_empty));
     // Refused updates change nothing.
     let before = c.config().clone();
-    assert!(c
-        .apply_param("off_threshold", &ParamValue::Double(0.9))
-        .is_err());
-    assert!(c
-        .apply_param("model_path", &ParamValue::String("x".into()))
-        .is_err());
+    assert!(set(&mut st, &mut c, "off_threshold", ParamValue::Double(0.9)).is_err());
+    assert!(set(
+        &mut st,
+        &mut c,
+        "model_path",
+        ParamValue::String("x".into())
+    )
+    .is_err());
     assert_eq!(c.config(), &before);
-    assert_eq!(c.counters.detector_rebuilds, 1);
-
-    // Back to the default gate: the tone is heard again; counters span both pipelines.
-    c.apply_param("rms_gate_dbfs", &ParamValue::Double(-55.0))
-        .unwrap();
+    // Back to the default gate: heard again; the counters continue.
+    set(&mut st, &mut c, "rms_gate_dbfs", ParamValue::Double(-55.0)).unwrap();
     let windows_before = c.pipeline_stats().detector.windows;
-    let outs = feed(&mut c, &dog_scene(), 1600);
+    let outs = feed(&mut c, &x, 1600);
     assert_eq!(outs.iter().map(|o| o.sound_events.len()).sum::<usize>(), 1);
     assert!(c.pipeline_stats().detector.windows > windows_before);
 }
 
 #[test]
-fn the_mapping_is_checked_against_the_labels_and_classes() {
+fn cues_are_checked_against_the_vision_models_classes_and_unknown_ones_reported_once() {
+    let mut c = core();
+    // The model lacks english_springer: reported once, when the list arrives.
+    let classes = ["cat", "dog", "church"].map(String::from).to_vec();
+    assert_eq!(c.set_visual_classes(classes.clone()), ["english_springer"]);
+    assert!(c.set_visual_classes(classes).is_empty(), "reported once");
+    let outs = feed(&mut c, &dog_scene(), 1600);
+    let cues: Vec<_> = outs.iter().flat_map(|o| o.cues.clone()).collect();
+    let events: Vec<_> = outs.iter().flat_map(|o| o.sound_events.clone()).collect();
+    assert_eq!(hyps(&events).len(), 1);
+    let got: Vec<String> = hyps(&cues).into_iter().map(|(c, _)| c).collect();
+    assert_eq!(got, ["dog"]);
+    assert_eq!((c.counters.cues, c.counters.cues_skipped), (1, 1));
+    // A model with none of the mapped classes: the event is still published, no cue.
+    let mut c = core();
+    c.set_visual_classes(vec!["church".into()]);
+    let outs = feed(&mut c, &dog_scene(), 1600);
+    assert_eq!(outs.iter().map(|o| o.sound_events.len()).sum::<usize>(), 1);
+    assert!(outs.iter().all(|o| o.cues.is_empty()));
+    let d = c.diagnostics(header(0), "fake", "topic audio");
+    assert!(d.status[0]
+        .values
+        .iter()
+        .any(|kv| kv.key == "cues_skipped" && kv.value == "2"));
+}
+
+#[test]
+fn the_mapping_is_checked_against_the_labels() {
     // The shipped file names "chainsaw", which this scorer does not have.
     let err = AudioCore::new(
         config(),
         &mapping(&["cat", "dog", "chainsaw"]),
-        &classes(),
         ScriptedScorer::new(&["cat", "dog"], 96, vec![vec![0.0, 0.0]]),
     )
     .err()
     .expect("unknown sound label accepted")
     .to_string();
     assert!(err.contains("chainsaw"), "{err}");
-    let err = AudioCore::new(
-        config(),
-        &mapping(&["cat", "dog"]),
-        &["cat".to_string()],
-        ScriptedScorer::new(&["cat", "dog"], 96, vec![vec![0.0, 0.0]]),
-    )
-    .err()
-    .expect("unknown visual class accepted")
-    .to_string();
-    assert!(err.contains("english_springer"), "{err}");
 }
