@@ -213,8 +213,8 @@ impl Runtime {
             top_n: config.top_n,
             classes,
             in_flight: 0,
-            enabled: true,
             refusals: RefusalLimiter::default(),
+            enabled: true,
         };
         let (mut frames_open, mut cues_open, mut control_open) = (true, true, true);
         let outcome: Result<()> = async {
@@ -308,10 +308,10 @@ struct Stats {
     classes: Vec<String>,
     /// Jobs handed to the inference thread and not finished yet.
     in_flight: usize,
-    /// Classify frames ([`Control::SetEnabled`]).
-    enabled: bool,
     /// Which refused cues are reported (a flood of them must not flood the output and log).
     refusals: RefusalLimiter,
+    /// Classify frames ([`Control::SetEnabled`]).
+    enabled: bool,
 }
 
 /// Refused cues reported per second at most (as records and WARN lines); the rest are only
