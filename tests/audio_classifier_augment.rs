@@ -1,7 +1,7 @@
 //! Augmentation (determinism, SNR, crops, background choice) and the held-out split.
 
 use hlfp::audio::augment::{
-    active_blocks, add_noise_at_snr, crop_at, mix_at_snr, power, snr_db, AugmentConfig, Augmenter,
+    active_blocks, add_noise_at_snr, crop_at, mix_at_snr, power, snr_db, AudioAugmentConfig, AudioAugmenter,
 };
 use hlfp::audio::train::{
     holdout_mask, recording_key, validation_mask, Clip, ClipRef, WindowSampler,
@@ -15,8 +15,8 @@ fn sine(freq_hz: f32, len: usize, amp: f32) -> Vec<f32> {
 }
 
 /// Everything random switched off except what a test turns on.
-fn quiet_cfg(window: usize) -> AugmentConfig {
-    AugmentConfig {
+fn quiet_cfg(window: usize) -> AudioAugmentConfig {
+    AudioAugmentConfig {
         window_samples: window,
         active_crop_prob: 0.0,
         active_within_db: 15.0,
@@ -33,9 +33,9 @@ fn quiet_cfg(window: usize) -> AugmentConfig {
 fn same_seed_same_windows_other_seed_other_windows() -> anyhow::Result<()> {
     let clip = sine(440.0, 40_000, 0.3);
     let bg = sine(97.0, 30_000, 0.5);
-    let cfg = AugmentConfig::new(8000);
+    let cfg = AudioAugmentConfig::new(8000);
     let run = |seed| -> anyhow::Result<Vec<Vec<f32>>> {
-        let mut a = Augmenter::new(cfg.clone(), seed)?;
+        let mut a = AudioAugmenter::new(cfg.clone(), seed)?;
         (0..5).map(|_| Ok(a.window(&clip, &[&bg])?)).collect()
     };
     let a = run(7)?;
@@ -91,7 +91,7 @@ fn gain_is_applied_exactly() -> anyhow::Result<()> {
     let clip = sine(300.0, 1000, 0.1);
     let mut cfg = quiet_cfg(1000);
     cfg.gain_db = (6.0, 6.0);
-    let out = Augmenter::new(cfg, 0)?.window(&clip, &[])?;
+    let out = AudioAugmenter::new(cfg, 0)?.window(&clip, &[])?;
     let ratio_db = 10.0 * (power(&out) / power(&clip)).log10();
     assert!((ratio_db - 6.0).abs() < 1e-3, "{ratio_db}");
     Ok(())
@@ -113,7 +113,7 @@ fn crops_pad_short_clips_and_find_the_active_part() -> anyhow::Result<()> {
     );
     let mut cfg = quiet_cfg(16_000);
     cfg.active_crop_prob = 1.0;
-    let mut a = Augmenter::new(cfg, 3)?;
+    let mut a = AudioAugmenter::new(cfg, 3)?;
     for _ in 0..50 {
         let w = a.random_crop(&clip);
         assert_eq!(w.len(), 16_000);
@@ -123,7 +123,7 @@ fn crops_pad_short_clips_and_find_the_active_part() -> anyhow::Result<()> {
         );
     }
     // Uniform crops miss it often: the active rule is what finds it.
-    let mut a = Augmenter::new(quiet_cfg(16_000), 3)?;
+    let mut a = AudioAugmenter::new(quiet_cfg(16_000), 3)?;
     let misses = (0..50)
         .filter(|_| a.random_crop(&clip).iter().all(|v| v.abs() < 0.1))
         .count();
@@ -182,7 +182,7 @@ fn backgrounds_of_the_clips_own_label_are_never_mixed() -> anyhow::Result<()> {
 
 #[test]
 fn nan_clips_and_bad_configs_are_errors() {
-    let mut a = Augmenter::new(AugmentConfig::new(100), 0).unwrap();
+    let mut a = AudioAugmenter::new(AudioAugmentConfig::new(100), 0).unwrap();
     let mut clip = vec![0.1f32; 200];
     clip[50] = f32::NAN;
     assert!(a
@@ -190,13 +190,13 @@ fn nan_clips_and_bad_configs_are_errors() {
         .unwrap_err()
         .to_string()
         .contains("index 50"));
-    let mut bad = AugmentConfig::new(100);
+    let mut bad = AudioAugmentConfig::new(100);
     bad.noise_prob = 1.5;
-    assert!(Augmenter::new(bad, 0).is_err());
-    let mut bad = AugmentConfig::new(100);
+    assert!(AudioAugmenter::new(bad, 0).is_err());
+    let mut bad = AudioAugmentConfig::new(100);
     bad.gain_db = (6.0, -6.0);
-    assert!(Augmenter::new(bad, 0).is_err());
-    assert!(Augmenter::new(AugmentConfig::new(0), 0).is_err());
+    assert!(AudioAugmenter::new(bad, 0).is_err());
+    assert!(AudioAugmenter::new(AudioAugmentConfig::new(0), 0).is_err());
 }
 
 #[test]

@@ -5,7 +5,7 @@ use candle_core::Device;
 use hlfp::audio::classifier::AudioClassifierConfig;
 use hlfp::audio::features::{log_mel, LogMelConfig};
 use hlfp::audio::train::{
-    clip_windows, evaluate, smoothed_cross_entropy, train, Clip, StepInfo, TrainAudioConfig,
+    clip_windows, evaluate, smoothed_cross_entropy, train, Clip, AudioStepInfo, TrainAudioConfig,
 };
 
 const WINDOW_FRAMES: usize = 16;
@@ -61,7 +61,7 @@ fn features(x: &[f32]) -> hlfp::Result<Vec<f32>> {
 fn loss_falls_and_held_out_tones_are_classified() -> anyhow::Result<()> {
     let train_set = clips(&[0.05, 0.2, 0.5], 9600);
     let mut losses = Vec::new();
-    let mut on_step = |s: StepInfo| losses.push(s.loss);
+    let mut on_step = |s: AudioStepInfo| losses.push(s.loss);
     let model = train(
         model_cfg(),
         &train_set,

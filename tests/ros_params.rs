@@ -12,7 +12,7 @@ use hlfp::node::params::{params_file_section, ParamType};
 use hlfp::node::vision::config_check as vision_check;
 use hlfp::node::vision_params::{device_text, FrameInput};
 use hlfp::node::{
-    AudioInput, AudioNodeConfig, AudioSource, NodeParams, ParamError, ParamStore, ParamValue,
+    AudioInputChoice, AudioNodeConfig, AudioSource, NodeParams, ParamError, ParamStore, ParamValue,
     Reliability, VisionNodeConfig,
 };
 use hlfp::vision::classifier::DeviceChoice;
@@ -110,7 +110,7 @@ fn the_file_sets_values_not_just_defaults() {
     assert_eq!(v.guidance.protected, ["dog", "cat"]);
     assert_eq!(
         AudioNodeConfig::from_params_yaml(&text).unwrap().input,
-        AudioInput::Topic
+        AudioInputChoice::Topic
     );
 }
 
@@ -358,11 +358,11 @@ fn pairs_round_trip_and_values_print_as_typed() {
 
 #[test]
 fn inputs_say_what_a_build_really_uses() {
-    assert_eq!(AudioNodeConfig::default().input, AudioInput::Auto);
-    assert_eq!(AudioInput::Auto.resolve(false), (AudioSource::Topic, None));
-    assert_eq!(AudioInput::Auto.resolve(true), (AudioSource::Mic, None));
-    assert_eq!(AudioInput::Topic.resolve(true), (AudioSource::Topic, None));
-    let (src, warning) = AudioInput::Mic.resolve(false);
+    assert_eq!(AudioNodeConfig::default().input, AudioInputChoice::Auto);
+    assert_eq!(AudioInputChoice::Auto.resolve(false), (AudioSource::Topic, None));
+    assert_eq!(AudioInputChoice::Auto.resolve(true), (AudioSource::Mic, None));
+    assert_eq!(AudioInputChoice::Topic.resolve(true), (AudioSource::Topic, None));
+    let (src, warning) = AudioInputChoice::Mic.resolve(false);
     assert_eq!(src, AudioSource::Topic);
     let w = warning.expect("a warning");
     assert!(

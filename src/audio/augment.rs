@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 
 /// Ranges and probabilities of each augmentation. Powers and SNRs are in dB.
 #[derive(Debug, Clone, PartialEq)]
-pub struct AugmentConfig {
+pub struct AudioAugmentConfig {
     /// Samples per output window.
     pub window_samples: usize,
     /// Probability that a crop is centred on an active (loud) part of the clip rather than drawn
@@ -32,7 +32,7 @@ pub struct AugmentConfig {
     pub noise_floor_dbfs: (f32, f32),
 }
 
-impl AugmentConfig {
+impl AudioAugmentConfig {
     /// The training recipe for windows of `window_samples` samples.
     pub fn new(window_samples: usize) -> Self {
         Self {
@@ -181,14 +181,14 @@ pub fn active_blocks(clip: &[f32], within_db: f32) -> Vec<usize> {
 
 /// Draws augmented training windows; all randomness comes from one seeded RNG.
 #[derive(Debug, Clone)]
-pub struct Augmenter {
-    cfg: AugmentConfig,
+pub struct AudioAugmenter {
+    cfg: AudioAugmentConfig,
     rng: StdRng,
 }
 
-impl Augmenter {
+impl AudioAugmenter {
     /// An augmenter with its own RNG seeded with `seed`.
-    pub fn new(cfg: AugmentConfig, seed: u64) -> Result<Self> {
+    pub fn new(cfg: AudioAugmentConfig, seed: u64) -> Result<Self> {
         cfg.validate()?;
         Ok(Self {
             cfg,
@@ -197,7 +197,7 @@ impl Augmenter {
     }
 
     /// The settings in use.
-    pub fn config(&self) -> &AugmentConfig {
+    pub fn config(&self) -> &AudioAugmentConfig {
         &self.cfg
     }
 

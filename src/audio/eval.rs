@@ -129,7 +129,7 @@ pub fn run_clip<S: WindowScorer>(
 
 /// The numbers `hlfp eval-audio` prints.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct EvalReport {
+pub struct CueEvalReport {
     /// Clips per sound label.
     pub clips_per_label: BTreeMap<String, usize>,
     /// For each sound label, how many cues of each visual class its clips produced.
@@ -171,7 +171,7 @@ pub fn quantile(v: &[f64], q: f64) -> Option<f64> {
 }
 
 /// Summarise clip results against the cue mapping.
-pub fn summarize(results: &[ClipResult], map: &CueMap) -> EvalReport {
+pub fn summarize(results: &[ClipResult], map: &CueMap) -> CueEvalReport {
     let mut clips_per_label = BTreeMap::new();
     let mut cues_per_label: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
     let mut hits: BTreeMap<String, (usize, usize)> = map
@@ -225,7 +225,7 @@ pub fn summarize(results: &[ClipResult], map: &CueMap) -> EvalReport {
         .map(|(c, (h, n))| (c, h as f64 / n as f64))
         .collect();
     let negative_minutes = neg_s / 60.0;
-    EvalReport {
+    CueEvalReport {
         clips_per_label,
         cues_per_label,
         cue_recall,

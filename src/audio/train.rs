@@ -9,7 +9,7 @@ use candle_nn::{Optimizer, VarBuilder, VarMap};
 use rand::Rng;
 
 use super::augment::{
-    crop_at, mixup_batch, spec_augment, AugmentConfig, Augmenter, MixupConfig, SpecAugmentConfig,
+    crop_at, mixup_batch, spec_augment, AudioAugmentConfig, AudioAugmenter, MixupConfig, SpecAugmentConfig,
 };
 use super::classifier::{AudioClassifier, AudioClassifierConfig, FeatureNorm};
 use crate::error::{CandleContext, Error, Result};
@@ -158,7 +158,7 @@ pub struct TrainAudioConfig {
     /// Labels whose training clips are mixed under other clips as background.
     pub background_labels: Vec<String>,
     /// Augmentation settings; `window_samples` must give exactly `window_frames` frames.
-    pub augment: AugmentConfig,
+    pub augment: AudioAugmentConfig,
     /// SpecAugment on each training window's log-mel values (after the waveform augmentation;
     /// masked cells get the normalisation mean). Drawn from its own RNG stream, so switching it
     /// on or off leaves the sampled clips and waveform augmentation unchanged.
@@ -184,7 +184,7 @@ impl TrainAudioConfig {
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
-            augment: AugmentConfig::new(window_samples),
+            augment: AudioAugmentConfig::new(window_samples),
             spec_augment: SpecAugmentConfig::off(),
             mixup: MixupConfig::off(),
         }
@@ -193,7 +193,7 @@ impl TrainAudioConfig {
 
 /// What the progress callback sees after each step.
 #[derive(Debug, Clone, Copy)]
-pub struct StepInfo {
+pub struct AudioStepInfo {
     /// Steps done so far (1-based).
     pub step: usize,
     /// Steps in the run.
@@ -212,7 +212,7 @@ pub struct StepInfo {
 pub struct WindowSampler<'a> {
     by_label: Vec<Vec<&'a Clip>>,
     backgrounds: Vec<(usize, &'a [f32])>,
-    augmenter: Augmenter,
+    augmenter: AudioAugmenter,
 }
 
 impl<'a> WindowSampler<'a> {
@@ -222,7 +222,7 @@ impl<'a> WindowSampler<'a> {
         clips: &'a [Clip],
         n_labels: usize,
         background_labels: &[usize],
-        augment: AugmentConfig,
+        augment: AudioAugmentConfig,
         seed: u64,
     ) -> Result<Self> {
         let mut by_label = vec![Vec::new(); n_labels];
@@ -250,7 +250,7 @@ impl<'a> WindowSampler<'a> {
         Ok(Self {
             by_label,
             backgrounds,
-            augmenter: Augmenter::new(augment, seed)?,
+            augmenter: AudioAugmenter::new(augment, seed)?,
         })
     }
 
@@ -326,7 +326,7 @@ pub fn train(
     cfg: &TrainAudioConfig,
     features: &FeatureFn,
     device: &Device,
-    on_step: &mut dyn FnMut(StepInfo),
+    on_step: &mut dyn FnMut(AudioStepInfo),
 ) -> Result<AudioClassifier> {
     model_cfg.validate()?;
     let bg: Vec<usize> = cfg
@@ -358,7 +358,7 @@ pub fn train_with(
     source: &mut dyn BatchSource,
     cfg: &TrainAudioConfig,
     device: &Device,
-    on_step: &mut dyn FnMut(StepInfo),
+    on_step: &mut dyn FnMut(AudioStepInfo),
 ) -> Result<AudioClassifier> {
     model_cfg.validate()?;
     if !(0.0..1.0).contains(&cfg.label_smoothing) {
@@ -457,7 +457,7 @@ pub fn train_with(
         };
         let e = ema.map_or(loss, |e| 0.95 * e + 0.05 * loss);
         ema = Some(e);
-        on_step(StepInfo {
+        on_step(AudioStepInfo {
             step: step + 1,
             total_steps: total,
             epoch: step / cfg.steps_per_epoch + 1,
@@ -669,7 +669,7 @@ pub struct LabelEval {
 
 /// Evaluation of a model on held-out clips.
 #[derive(Debug, Clone, PartialEq)]
-pub struct EvalReport {
+pub struct ClipEvalReport {
     /// Per label, in model label order.
     pub per_label: Vec<LabelEval>,
     /// Windows from all clips.
@@ -690,7 +690,7 @@ pub fn evaluate(
     hop_frames: usize,
     threshold: f32,
     features: &FeatureFn,
-) -> Result<EvalReport> {
+) -> Result<ClipEvalReport> {
     let labels = model.labels();
     let n = labels.len();
     let mut per_label: Vec<LabelEval> = labels
@@ -767,7 +767,7 @@ pub fn evaluate(
             e.clip_hit_at_threshold += 1;
         }
     }
-    Ok(EvalReport {
+    Ok(ClipEvalReport {
         per_label,
         total_windows,
         confusion,

@@ -11,7 +11,7 @@ use candle_core::Device;
 use hlfp::audio::augment::{MixupConfig, SpecAugmentConfig};
 use hlfp::audio::classifier::{AudioClassifier, AudioClassifierConfig};
 use hlfp::audio::features::{LogMel, LogMelConfig};
-use hlfp::audio::train::{self, Clip, ClipRef, EvalReport, TrainAudioConfig};
+use hlfp::audio::train::{self, Clip, ClipRef, ClipEvalReport, TrainAudioConfig};
 
 /// Arguments of `hlfp train-audio`.
 #[derive(clap::Args)]
@@ -382,7 +382,7 @@ fn pct(num: usize, den: usize) -> String {
 }
 
 /// Per-label held-out accuracy as a Markdown table.
-pub(super) fn accuracy_table(r: &EvalReport) -> String {
+pub(super) fn accuracy_table(r: &ClipEvalReport) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -430,7 +430,7 @@ struct CardInput<'a> {
     cfg: &'a TrainAudioConfig,
     fe: &'a LogMelConfig,
     window_samples: usize,
-    report: &'a EvalReport,
+    report: &'a ClipEvalReport,
     n_train: usize,
     n_val: usize,
     val_every: usize,

@@ -6,7 +6,7 @@ use std::fmt;
 
 /// The `input` parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum AudioInput {
+pub enum AudioInputChoice {
     /// The microphone in builds with the `mic` feature, else the topic.
     #[default]
     Auto,
@@ -16,7 +16,7 @@ pub enum AudioInput {
     Topic,
 }
 
-impl fmt::Display for AudioInput {
+impl fmt::Display for AudioInputChoice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Auto => "auto",
@@ -44,7 +44,7 @@ impl fmt::Display for AudioSource {
     }
 }
 
-impl AudioInput {
+impl AudioInputChoice {
     /// The input used in a build with (`has_mic`) or without microphone capture, and a warning
     /// when that is not what the parameter asked for.
     pub fn resolve(self, has_mic: bool) -> (AudioSource, Option<String>) {
@@ -68,7 +68,7 @@ impl AudioInput {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AudioNodeConfig {
     /// `input`.
-    pub input: AudioInput,
+    pub input: AudioInputChoice,
     /// `mic_device`.
     pub mic_device: String,
     /// `sample_rate_hz` (topic audio).
@@ -96,7 +96,7 @@ pub struct AudioNodeConfig {
 impl Default for AudioNodeConfig {
     fn default() -> Self {
         Self {
-            input: AudioInput::Auto,
+            input: AudioInputChoice::Auto,
             mic_device: "default".into(),
             sample_rate_hz: 16_000,
             channels: 1,
@@ -139,9 +139,9 @@ static TABLE: &[Spec] = &[
         get: |c| P::String(c.input.to_string()),
         set: |c, v| {
             c.input = match read::text(v).as_str() {
-                "mic" => AudioInput::Mic,
-                "topic" => AudioInput::Topic,
-                _ => AudioInput::Auto,
+                "mic" => AudioInputChoice::Mic,
+                "topic" => AudioInputChoice::Topic,
+                _ => AudioInputChoice::Auto,
             };
             Ok(())
         },

@@ -14,7 +14,7 @@ pub mod shutdown;
 pub mod vision;
 pub mod vision_params;
 
-pub use audio_params::{AudioInput, AudioNodeConfig, AudioSource, FILE_THRESHOLDS};
+pub use audio_params::{AudioInputChoice, AudioNodeConfig, AudioSource, FILE_THRESHOLDS};
 pub use params::{NodeParams, ParamError, ParamStore, ParamValue};
 pub use vision_params::{Reliability, VisionNodeConfig};
 
