@@ -519,7 +519,10 @@ fn audio_messages_become_mono_samples_at_their_rate() {
         };
         assert_eq!(&samples[..first.len()], &first[..], "{topic}");
         // Only the image topic's two bad messages are skipped.
-        assert_eq!(mapper.stats().skipped.keys().collect::<Vec<_>>(), ["cdr", "unknown_encoding"]);
+        assert_eq!(
+            mapper.stats().skipped.keys().collect::<Vec<_>>(),
+            ["cdr", "unknown_encoding"]
+        );
     }
 }
 

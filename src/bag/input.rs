@@ -14,8 +14,9 @@ use super::read::BagMessage;
 use super::{BagError, KnownType};
 use crate::data::image_folder::decode_rgb8;
 use crate::pipeline::{CueInput, Frame};
-use crate::ros::convert::{cues_from_classification, decode_image, s16le_mono, RejectionCounter};
+use crate::ros::convert::{cues_from_classification, image_view, s16le_mono, RejectionCounter};
 use crate::ros::msgs::{AudioDataStamped, Classification, Image, Time};
+use crate::vision::encoding::to_rgb8_into;
 use crate::{Error, Result};
 
 /// Which topics feed what.
@@ -206,15 +207,9 @@ impl InputMapper {
                 self.stats.cue_messages += 1;
                 match cdr::decode::<Classification>(&msg.data) {
                     Ok(c) => Some(BagInput::Cues(
-                        cues_from_classification(&c, "bag", 0)
+                        cues_from_classification(&c, "bag")
                             .into_iter()
-                            .map(|c| {
-                                Ok(CueInput {
-                                    class: c.class,
-                                    score: c.score,
-                                    source: c.source,
-                                })
-                            })
+                            .map(Ok)
                             .collect(),
                     )),
                     Err(e) => {
@@ -331,8 +326,10 @@ impl InputMapper {
         } else {
             let msg: Image = cdr::decode(data).map_err(cdr_err)?;
             let mut rgb = Vec::new();
-            decode_image(&msg, &mut rgb, &mut self.rejections)
-                .map_err(|e| (e.kind(), e.to_string()))?;
+            to_rgb8_into(&image_view(&msg), &mut rgb).map_err(|e| {
+                self.rejections.count(e.kind());
+                (e.kind(), e.to_string())
+            })?;
             (msg.header, msg.width, msg.height, rgb)
         };
         Ok(Frame {
