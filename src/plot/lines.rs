@@ -143,7 +143,15 @@ fn ticks(lo: f64, hi: f64, step: f64) -> Vec<f64> {
         out.push(if step >= 1.0 {
             t.round()
         } else {
-            (t / step).round() * step
+            // Round to the step's own decimals (0.2 -> 1, 0.25 -> 2) so 3 x 0.2 prints as 0.6.
+            let d = (0..10)
+                .find(|&d| {
+                    let x = step * 10f64.powi(d);
+                    (x - x.round()).abs() < 1e-9
+                })
+                .unwrap_or(9);
+            let scale = 10f64.powi(d);
+            (k * step * scale).round() / scale
         });
         k += 1.0;
     }
