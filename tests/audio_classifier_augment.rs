@@ -1,7 +1,8 @@
 //! Augmentation (determinism, SNR, crops, background choice) and the held-out split.
 
 use hlfp::audio::augment::{
-    active_blocks, add_noise_at_snr, crop_at, mix_at_snr, power, snr_db, AudioAugmentConfig, AudioAugmenter,
+    active_blocks, add_noise_at_snr, crop_at, mix_at_snr, power, snr_db, AudioAugmentConfig,
+    AudioAugmenter,
 };
 use hlfp::audio::train::{
     holdout_mask, recording_key, validation_mask, Clip, ClipRef, WindowSampler,

@@ -5,7 +5,7 @@ use candle_core::Device;
 use hlfp::audio::classifier::AudioClassifierConfig;
 use hlfp::audio::features::{log_mel, LogMelConfig};
 use hlfp::audio::train::{
-    clip_windows, evaluate, smoothed_cross_entropy, train, Clip, AudioStepInfo, TrainAudioConfig,
+    clip_windows, evaluate, smoothed_cross_entropy, train, AudioStepInfo, Clip, TrainAudioConfig,
 };
 
 const WINDOW_FRAMES: usize = 16;

@@ -359,9 +359,18 @@ fn pairs_round_trip_and_values_print_as_typed() {
 #[test]
 fn inputs_say_what_a_build_really_uses() {
     assert_eq!(AudioNodeConfig::default().input, AudioInputChoice::Auto);
-    assert_eq!(AudioInputChoice::Auto.resolve(false), (AudioSource::Topic, None));
-    assert_eq!(AudioInputChoice::Auto.resolve(true), (AudioSource::Mic, None));
-    assert_eq!(AudioInputChoice::Topic.resolve(true), (AudioSource::Topic, None));
+    assert_eq!(
+        AudioInputChoice::Auto.resolve(false),
+        (AudioSource::Topic, None)
+    );
+    assert_eq!(
+        AudioInputChoice::Auto.resolve(true),
+        (AudioSource::Mic, None)
+    );
+    assert_eq!(
+        AudioInputChoice::Topic.resolve(true),
+        (AudioSource::Topic, None)
+    );
     let (src, warning) = AudioInputChoice::Mic.resolve(false);
     assert_eq!(src, AudioSource::Topic);
     let w = warning.expect("a warning");

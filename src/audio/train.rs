@@ -9,7 +9,8 @@ use candle_nn::{Optimizer, VarBuilder, VarMap};
 use rand::Rng;
 
 use super::augment::{
-    crop_at, mixup_batch, spec_augment, AudioAugmentConfig, AudioAugmenter, MixupConfig, SpecAugmentConfig,
+    crop_at, mixup_batch, spec_augment, AudioAugmentConfig, AudioAugmenter, MixupConfig,
+    SpecAugmentConfig,
 };
 use super::classifier::{AudioClassifier, AudioClassifierConfig, FeatureNorm};
 use crate::error::{CandleContext, Error, Result};

@@ -22,7 +22,7 @@ pub struct BagArgs {
     #[arg(long, requires = "bag")]
     pub image_topic: Option<String>,
     /// Cue topic of the bag (vision_msgs/msg/Classification, class_id = visual class).
-    #[arg(long, default_value = "/cues", requires = "bag")]
+    #[arg(long, default_value = "/cues", requires = "bag", conflicts_with_all = ["frames", "camera"])]
     pub cue_topic: String,
     /// Audio topic of the bag (audio_common_msgs AudioDataStamped or AudioStamped), run through
     /// the audio model (--audio-model, --cues) into cues; default: audio is not read.
@@ -40,7 +40,7 @@ pub struct BagArgs {
         long,
         default_value_t = 1.0,
         requires = "bag",
-        conflicts_with = "every_frame"
+        conflicts_with_all = ["every_frame", "frames", "camera"]
     )]
     pub rate: f64,
     /// Record the results into this MCAP file: vision_msgs Classification per frame (with the

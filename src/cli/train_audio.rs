@@ -11,7 +11,7 @@ use candle_core::Device;
 use hlfp::audio::augment::{MixupConfig, SpecAugmentConfig};
 use hlfp::audio::classifier::{AudioClassifier, AudioClassifierConfig};
 use hlfp::audio::features::{LogMel, LogMelConfig};
-use hlfp::audio::train::{self, Clip, ClipRef, ClipEvalReport, TrainAudioConfig};
+use hlfp::audio::train::{self, Clip, ClipEvalReport, ClipRef, TrainAudioConfig};
 
 /// Arguments of `hlfp train-audio`.
 #[derive(clap::Args)]
