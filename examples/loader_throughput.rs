@@ -42,7 +42,6 @@ fn main() -> anyhow::Result<()> {
                 env!("CARGO_MANIFEST_DIR"),
                 "/../shared/data/images_train"
             )),
-            PathBuf::from("/work/shared/data/images_train"),
         ]
         .into_iter()
         .find(|d| d.is_dir())
