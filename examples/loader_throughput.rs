@@ -37,12 +37,10 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let data = match args.data {
         Some(d) => d,
-        None => [
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../shared/data/images_train"
-            )),
-        ]
+        None => [PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/data/images_train"
+        ))]
         .into_iter()
         .find(|d| d.is_dir())
         .context("no --data given and ../shared/data/images_train not found")?,

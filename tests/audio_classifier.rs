@@ -2,7 +2,9 @@
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use hlfp::audio::classifier::{AudioClassifier, AudioClassifierConfig, FeatureNorm, PoolingHead};
+use hlfp::audio::classifier::{
+    AudioClassifier, AudioClassifierConfig, FeatureNorm, PoolingHead, WindowNorm,
+};
 use rand::{Rng, SeedableRng};
 
 fn labels(n: usize) -> Vec<String> {
@@ -82,6 +84,55 @@ fn attention_head_round_trips_and_sums_frame_logits() -> anyhow::Result<()> {
     // Names parse to heads; unknown names are refused.
     assert_ne!(PoolingHead::parse("attention")?, PoolingHead::MeanMax);
     assert!(PoolingHead::parse("avg").is_err());
+    Ok(())
+}
+
+#[test]
+fn band_mean_norm_round_trips_and_ignores_a_microphones_colouration() -> anyhow::Result<()> {
+    // A fixed dB offset per mel band (a microphone's or a room's colouration, plus a gain) must
+    // not change a `band_mean` model's scores, and must change a model without it.
+    let offsets: Vec<f32> = (0..16)
+        .map(|b| 6.0 * ((b as f32) * 0.7).sin() - 4.0)
+        .collect();
+    let coloured = |w: &[f32]| -> Vec<f32> {
+        w.iter()
+            .enumerate()
+            .map(|(i, v)| v + offsets[i % 16])
+            .collect()
+    };
+    let mut cfg = small_cfg();
+    cfg.head = PoolingHead::Attention;
+    cfg.window_norm = WindowNorm::BandMean;
+    let model = trained_looking_model(cfg.clone())?;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("band.safetensors");
+    model.save(&path)?;
+    let loaded = AudioClassifier::load(&path, &Device::Cpu)?;
+    assert_eq!(loaded.config().window_norm, WindowNorm::BandMean);
+    cfg.window_norm = WindowNorm::None;
+    let plain = trained_looking_model(cfg.clone())?;
+    for w in random_windows(3, cfg.window_len(), 23) {
+        let p = loaded.predict(&w)?;
+        assert_eq!(model.predict(&w)?, p);
+        let q = loaded.predict(&coloured(&w))?;
+        let moved = p
+            .iter()
+            .zip(&q)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(moved < 1e-4, "band_mean scores moved by {moved}");
+        let (a, b) = (plain.predict(&w)?, plain.predict(&coloured(&w))?);
+        let moved = a
+            .iter()
+            .zip(&b)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(
+            moved > 1e-3,
+            "without band_mean the offset should move scores ({moved})"
+        );
+    }
+    assert!(WindowNorm::parse("cmn").is_err());
     Ok(())
 }
 

@@ -59,6 +59,39 @@ impl PoolingHead {
     }
 }
 
+/// How a window is normalised before the first conv block (after the per-bin [`FeatureNorm`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WindowNorm {
+    /// Nothing more: the network sees absolute (normalised) levels (the first shipped models).
+    #[default]
+    None,
+    /// Each mel band's mean over the window is subtracted, so a fixed per-band offset in dB (a
+    /// microphone's or a room's colouration, a gain) and a steady background's level cancel:
+    /// the network sees how each band changes within the window, not how a setup sounds.
+    BandMean,
+}
+
+impl WindowNorm {
+    /// Name stored in the weights file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::BandMean => "band_mean",
+        }
+    }
+
+    /// Parse a stored or command-line name.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "none" => Ok(Self::None),
+            "band_mean" => Ok(Self::BandMean),
+            _ => Err(Error::Config(format!(
+                "unknown window normalisation {s:?}; expected \"none\" or \"band_mean\""
+            ))),
+        }
+    }
+}
+
 /// Shape of an [`AudioClassifier`]: what it reads and what it says.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AudioClassifierConfig {
@@ -74,6 +107,8 @@ pub struct AudioClassifierConfig {
     pub front_end: String,
     /// Pooling over time (files without a `head` key are [`PoolingHead::MeanMax`]).
     pub head: PoolingHead,
+    /// Per-window normalisation (files without a `window_norm` key are [`WindowNorm::None`]).
+    pub window_norm: WindowNorm,
 }
 
 impl AudioClassifierConfig {
@@ -86,6 +121,7 @@ impl AudioClassifierConfig {
             channels: vec![16, 32, 64, 64],
             front_end: front_end.into(),
             head: PoolingHead::MeanMax,
+            window_norm: WindowNorm::None,
         }
     }
 
@@ -402,6 +438,7 @@ impl AudioClassifier {
         );
         m.insert("front_end".into(), self.cfg.front_end.clone());
         m.insert("head".into(), self.cfg.head.name().into());
+        m.insert("window_norm".into(), self.cfg.window_norm.name().into());
         m
     }
 
@@ -453,6 +490,9 @@ impl AudioClassifier {
             .reshape((b, 1, t, f))?
             .broadcast_sub(&self.norm_mean)?
             .broadcast_div(&self.norm_std)?;
+        if self.cfg.window_norm == WindowNorm::BandMean {
+            x = x.broadcast_sub(&x.mean_keepdim(2)?)?;
+        }
         for block in &self.blocks {
             x = block.forward_t(&x, train)?;
         }
@@ -554,6 +594,10 @@ fn config_from_metadata(
         Some(h) => PoolingHead::parse(h).map_err(|e| e.to_string())?,
         None => PoolingHead::MeanMax,
     };
+    let window_norm = match meta.get("window_norm") {
+        Some(n) => WindowNorm::parse(n).map_err(|e| e.to_string())?,
+        None => WindowNorm::None,
+    };
     let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| e.to_string())?;
     let read = |name: &str| -> std::result::Result<Vec<f32>, String> {
         let v = st.tensor(name).map_err(|e| format!("{name}: {e}"))?;
@@ -581,6 +625,7 @@ fn config_from_metadata(
             channels,
             front_end,
             head,
+            window_norm,
         },
         norm,
     ))

@@ -35,6 +35,10 @@ pub struct Args {
     /// Pooling over time: `meanmax` or `attention`.
     #[arg(long, default_value = "meanmax")]
     pub head: String,
+    /// Per-window normalisation: `none`, or `band_mean` (each mel band's mean over the window
+    /// subtracted: a microphone's colouration and a steady background cancel).
+    #[arg(long, default_value = "none")]
+    pub window_norm: String,
     /// With `--split source`: a label is drawn with probability proportional to
     /// (training clips)^this (0 = uniform over labels).
     #[arg(long, default_value_t = 0.5)]
@@ -126,6 +130,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     model_cfg.window_frames = args.window_frames;
     model_cfg.channels = args.channels.clone();
     model_cfg.head = hlfp::audio::classifier::PoolingHead::parse(&args.head)?;
+    model_cfg.window_norm = hlfp::audio::classifier::WindowNorm::parse(&args.window_norm)?;
     let window_samples = fe.n_fft + (model_cfg.window_frames - 1) * fe.hop_samples;
 
     let refs = scan(&data)?;
