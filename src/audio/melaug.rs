@@ -62,6 +62,10 @@ pub struct MelAugmentConfig {
     pub band_limit_bins: (usize, usize),
     /// Largest spectral tilt: the top bin is scaled by U(-t, t) dB relative to the lowest.
     pub tilt_db: f32,
+    /// Largest shift of the labelled clip along the mel axis, in bins (uniform in (-s, s),
+    /// linearly interpolated, edges repeated): another animal's pitch, a resampled recording.
+    /// The background is not shifted. 0 turns it off.
+    pub freq_shift_bins: f32,
     /// Gain, uniform in this range.
     pub gain_db: (f32, f32),
     /// dB floor of the output (the front-end's `amin_power`).
@@ -84,6 +88,7 @@ impl MelAugmentConfig {
             band_limit_prob: 0.25,
             band_limit_bins: (44, 60),
             tilt_db: 6.0,
+            freq_shift_bins: 0.0,
             gain_db: (-30.0, 6.0),
             amin_power: 1e-10,
         }
@@ -126,7 +131,36 @@ impl MelAugmentConfig {
         if !(self.tilt_db.is_finite() && self.tilt_db >= 0.0 && self.amin_power > 0.0) {
             return bad("tilt_db must be >= 0 and amin_power > 0".into());
         }
+        if !(self.freq_shift_bins.is_finite()
+            && self.freq_shift_bins >= 0.0
+            && self.freq_shift_bins < self.n_mels as f32)
+        {
+            return bad(format!(
+                "freq_shift_bins must be in [0, n_mels), got {}",
+                self.freq_shift_bins
+            ));
+        }
         Ok(())
+    }
+}
+
+/// Every frame of `x` (frame-major, `n_mels` bins) moved `shift` bins up the mel axis (down when
+/// negative), linearly interpolated; bins that would come from outside repeat the edge bin.
+pub fn shift_bins(x: &mut [f32], n_mels: usize, shift: f32) {
+    if shift == 0.0 || n_mels < 2 {
+        return;
+    }
+    let last = (n_mels - 1) as f32;
+    let mut src = vec![0f32; n_mels];
+    for f in x.chunks_exact_mut(n_mels) {
+        src.copy_from_slice(f);
+        for (i, v) in f.iter_mut().enumerate() {
+            let pos = (i as f32 - shift).clamp(0.0, last);
+            let lo = pos.floor() as usize;
+            let hi = (lo + 1).min(n_mels - 1);
+            let t = pos - lo as f32;
+            *v = src[lo] * (1.0 - t) + src[hi] * t;
+        }
     }
 }
 
@@ -274,6 +308,11 @@ impl<'a> MelSampler<'a> {
         let active = self.rng.random::<f32>() < self.cfg.active_crop_prob;
         let mut x = self.crop(&clip.power, active);
         let m = self.cfg.n_mels;
+        if self.cfg.freq_shift_bins > 0.0 {
+            let s = self.cfg.freq_shift_bins;
+            let shift = self.rng.random_range(-s..=s);
+            shift_bins(&mut x, m, shift);
+        }
         let p_sig = window_power(&x, m);
         let others: Vec<&MelClip> = self
             .backgrounds
@@ -390,6 +429,33 @@ mod tests {
         .unwrap();
         let mut b = MelSampler::new(&clips, &[1.0, 1.0, 0.0], &[2], noise, cfg, 3).unwrap();
         assert_eq!(a.sample().unwrap(), b.sample().unwrap());
+    }
+
+    #[test]
+    fn shift_moves_a_peak_along_the_mel_axis_and_keeps_the_edges() {
+        // One frame of 8 bins with a peak at bin 3 on a floor of 1.
+        let mut x = vec![1.0, 1.0, 1.0, 9.0, 1.0, 1.0, 1.0, 2.0];
+        shift_bins(&mut x, 8, 2.0);
+        assert_eq!(x, vec![1.0, 1.0, 1.0, 1.0, 1.0, 9.0, 1.0, 1.0]);
+        let mut y = vec![1.0, 1.0, 1.0, 9.0, 1.0, 1.0, 1.0, 2.0];
+        shift_bins(&mut y, 8, -0.5);
+        assert_eq!(y[2], 5.0, "half a bin down: halfway between 1 and 9");
+        assert_eq!(y[3], 5.0);
+        assert_eq!(y[7], 2.0, "the top bin repeats");
+        let mut z = vec![3.0, 4.0, 5.0, 6.0];
+        shift_bins(&mut z, 4, 0.0);
+        assert_eq!(z, vec![3.0, 4.0, 5.0, 6.0]);
+        // A sampler with the shift on still gives finite windows of the right shape.
+        let clips = vec![clip(0, 30, 1e-2), clip(1, 20, 1e-3)];
+        let mut cfg = MelAugmentConfig::new(16, 4);
+        cfg.band_limit_bins = (2, 4);
+        cfg.freq_shift_bins = 1.5;
+        let mut s =
+            MelSampler::new(&clips, &[1.0, 1.0], &[1], vec![1.0; 40 * 4], cfg.clone(), 5).unwrap();
+        let (w, _) = s.sample().unwrap();
+        assert!(w.len() == 16 * 4 && w.iter().all(|v| v.is_finite()));
+        cfg.freq_shift_bins = 4.0;
+        assert!(cfg.validate().is_err(), "a shift of all 4 bins is refused");
     }
 
     #[test]

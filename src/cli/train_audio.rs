@@ -112,6 +112,47 @@ pub struct Args {
     /// Mixup: the window's own weight is uniform in [this, 1].
     #[arg(long, default_value_t = 0.5)]
     pub mixup_min_weight: f32,
+    /// With `--split source`: largest shift of a training clip along the mel axis, in bins
+    /// (another animal's pitch; the background is not shifted). 0 = off.
+    #[arg(long, default_value_t = 0.0)]
+    pub freq_shift_bins: f32,
+}
+
+/// The training settings both splits take from the command line (optimiser, schedule, label
+/// smoothing, SpecAugment, mixup), checked against the window shape.
+pub fn train_config(
+    args: &Args,
+    window_samples: usize,
+    n_mels: usize,
+) -> anyhow::Result<TrainAudioConfig> {
+    let mut cfg = TrainAudioConfig::new(window_samples);
+    cfg.epochs = args.epochs;
+    cfg.steps_per_epoch = args.steps_per_epoch;
+    cfg.batch_size = args.batch_size;
+    cfg.lr = args.lr;
+    cfg.weight_decay = args.weight_decay;
+    cfg.seed = args.seed;
+    cfg.label_smoothing = args.label_smoothing;
+    cfg.spec_augment = SpecAugmentConfig {
+        prob: args.spec_augment_prob,
+        freq_masks: args.freq_masks,
+        max_freq_bins: args.freq_mask_bins,
+        time_masks: args.time_masks,
+        max_time_frames: args
+            .time_mask_frames
+            .unwrap_or(SpecAugmentConfig::new(args.window_frames).max_time_frames),
+    };
+    cfg.spec_augment
+        .validate(args.window_frames, n_mels)
+        .context("--spec-augment-prob / --freq-mask* / --time-mask*")?;
+    cfg.mixup = MixupConfig {
+        prob: args.mixup_prob,
+        min_weight: args.mixup_min_weight,
+    };
+    cfg.mixup
+        .validate()
+        .context("--mixup-prob / --mixup-min-weight")?;
+    Ok(cfg)
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -195,33 +236,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         n_val
     );
 
-    let mut cfg = TrainAudioConfig::new(window_samples);
-    cfg.epochs = args.epochs;
-    cfg.steps_per_epoch = args.steps_per_epoch;
-    cfg.batch_size = args.batch_size;
-    cfg.lr = args.lr;
-    cfg.weight_decay = args.weight_decay;
-    cfg.seed = args.seed;
-    cfg.label_smoothing = args.label_smoothing;
-    cfg.spec_augment = SpecAugmentConfig {
-        prob: args.spec_augment_prob,
-        freq_masks: args.freq_masks,
-        max_freq_bins: args.freq_mask_bins,
-        time_masks: args.time_masks,
-        max_time_frames: args
-            .time_mask_frames
-            .unwrap_or(SpecAugmentConfig::new(args.window_frames).max_time_frames),
-    };
-    cfg.spec_augment
-        .validate(args.window_frames, model_cfg.n_mels)
-        .context("--spec-augment-prob / --freq-mask* / --time-mask*")?;
-    cfg.mixup = MixupConfig {
-        prob: args.mixup_prob,
-        min_weight: args.mixup_min_weight,
-    };
-    cfg.mixup
-        .validate()
-        .context("--mixup-prob / --mixup-min-weight")?;
+    let cfg = train_config(&args, window_samples, model_cfg.n_mels)?;
 
     // One front-end instance reused for every window (reset between them).
     let stage = RefCell::new(LogMel::new(fe.clone())?);

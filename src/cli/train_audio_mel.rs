@@ -14,7 +14,7 @@ use hlfp::audio::classifier::{AudioClassifier, AudioClassifierConfig, PoolingHea
 use hlfp::audio::features::{log_mel, LogMelConfig};
 use hlfp::audio::melaug::{MelAugmentConfig, MelClip, MelSampler};
 use hlfp::audio::sources::{label_kind, split_by_source, ClipSource, LabelKind, Split};
-use hlfp::audio::train::{self, Clip, TrainAudioConfig};
+use hlfp::audio::train::{self, Clip};
 
 use super::train_audio::{accuracy_table, read_clip, scan, with_ext, Args};
 
@@ -140,7 +140,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         bail!("no training clips left");
     }
 
-    let aug = MelAugmentConfig::new(args.window_frames, fe.n_mels);
+    let mut aug = MelAugmentConfig::new(args.window_frames, fe.n_mels);
+    aug.freq_shift_bins = args.freq_shift_bins;
+    aug.validate().context("--freq-shift-bins")?;
     let mut sampler = MelSampler::new(
         &mel_clips,
         &weights,
@@ -150,14 +152,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         args.seed,
     )?;
     let window_samples = fe.n_fft + (args.window_frames - 1) * fe.hop_samples;
-    let mut cfg = TrainAudioConfig::new(window_samples);
-    cfg.epochs = args.epochs;
-    cfg.steps_per_epoch = args.steps_per_epoch;
-    cfg.batch_size = args.batch_size;
-    cfg.lr = args.lr;
-    cfg.weight_decay = args.weight_decay;
-    cfg.seed = args.seed;
-    cfg.label_smoothing = args.label_smoothing;
+    let cfg = super::train_audio::train_config(args, window_samples, fe.n_mels)?;
 
     let total = (cfg.epochs * cfg.steps_per_epoch) as u64;
     let bar = indicatif::ProgressBar::new(total);
@@ -265,7 +260,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         train_s,
         started.elapsed().as_secs_f64()
     );
-    let _ = writeln!(card, "- Mel-domain augmentation: {aug:?}.\n");
+    let _ = writeln!(
+        card,
+        "- Mel-domain augmentation: {aug:?}; SpecAugment {:?}; mixup {:?}.\n",
+        cfg.spec_augment, cfg.mixup
+    );
     let _ = writeln!(card, "## Clips per source and label (train / val / test)\n");
     let _ = writeln!(
         card,
