@@ -194,7 +194,7 @@ async fn audio_node_golden_replay() -> anyhow::Result<()> {
         }
     }
     drop(tx);
-    worker.stop(header(10_000))?;
+    worker.stop(header(12_000))?;
     let path = dir.join("audio_node.expected.jsonl");
     let text: String = out.iter().map(|l| format!("{l}\n")).collect();
     if std::env::var_os("UPDATE_EXPECT").is_some() {
