@@ -3,7 +3,7 @@
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use hlfp::audio::classifier::{
-    AudioClassifier, AudioClassifierConfig, FeatureNorm, PoolingHead, WindowNorm,
+    AudioClassifier, AudioClassifierConfig, FeatureNorm, OutputKind, PoolingHead, WindowNorm,
 };
 use rand::{Rng, SeedableRng};
 
@@ -133,6 +133,83 @@ fn band_mean_norm_round_trips_and_ignores_a_microphones_colouration() -> anyhow:
         );
     }
     assert!(WindowNorm::parse("cmn").is_err());
+    Ok(())
+}
+
+#[test]
+fn sigmoid_output_round_trips_and_scores_each_label_on_its_own() -> anyhow::Result<()> {
+    let mut cfg = small_cfg();
+    cfg.head = PoolingHead::Attention;
+    cfg.output = OutputKind::Sigmoid;
+    let model = trained_looking_model(cfg.clone())?;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("sigmoid.safetensors");
+    model.save(&path)?;
+    let loaded = AudioClassifier::load(&path, &Device::Cpu)?;
+    assert_eq!(loaded.config().output, OutputKind::Sigmoid);
+    // Each score is the sigmoid of its own logit: they need not sum to 1.
+    for w in random_windows(3, cfg.window_len(), 29) {
+        let p = loaded.predict(&w)?;
+        assert_eq!(model.predict(&w)?, p);
+        let x = Tensor::from_vec(w.clone(), (1, cfg.window_frames, cfg.n_mels), &Device::Cpu)?;
+        let logits = loaded
+            .forward_t(&x, false)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        for (s, l) in p.iter().zip(&logits) {
+            assert!(
+                (s - 1.0 / (1.0 + (-l).exp())).abs() < 1e-6,
+                "{s} vs sigmoid({l})"
+            );
+        }
+        assert!(
+            (p.iter().sum::<f32>() - 1.0).abs() > 1e-3,
+            "sigmoid scores do not sum to 1"
+        );
+    }
+    assert!(OutputKind::parse("tanh").is_err());
+    Ok(())
+}
+
+#[test]
+fn a_sigmoid_model_trains_on_binary_cross_entropy() -> anyhow::Result<()> {
+    // `train_step` returns the loss it stepped on: for a sigmoid model it must be the
+    // one-vs-rest BCE of the batch's logits, not the softmax cross-entropy.
+    let dev = Device::Cpu;
+    for output in [OutputKind::Sigmoid, OutputKind::Softmax] {
+        let mut cfg = small_cfg();
+        cfg.output = output;
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
+        let model = AudioClassifier::new(cfg.clone(), FeatureNorm::identity(cfg.n_mels), vb)?;
+        let xs: Vec<f32> = random_windows(4, cfg.window_len(), 31).concat();
+        let ys = vec![0u32, 3, 1, 3];
+        let x = Tensor::from_vec(xs.clone(), (4, cfg.window_frames, cfg.n_mels), &dev)?;
+        let logits = model.forward_t(&x, true)?;
+        let mut one_hot = vec![0f32; 4 * 5];
+        ys.iter()
+            .enumerate()
+            .for_each(|(i, &y)| one_hot[i * 5 + y as usize] = 1.0);
+        let t = Tensor::from_vec(one_hot, (4, 5), &dev)?;
+        let bce = hlfp::audio::train::binary_cross_entropy(&logits, &t, 0.1)?.to_scalar::<f32>()?;
+        let ce = hlfp::audio::train::soft_cross_entropy(&logits, &t, 0.1)?.to_scalar::<f32>()?;
+        let mut opt: candle_nn::AdamW =
+            candle_nn::Optimizer::new(varmap.all_vars(), Default::default())?;
+        let loss = hlfp::audio::train::train_step(&model, &mut opt, xs, ys, 0.1, &dev)?;
+        let want = if output == OutputKind::Sigmoid {
+            bce
+        } else {
+            ce
+        };
+        assert!(
+            (loss - want).abs() < 1e-4,
+            "{output:?}: loss {loss}, want {want} (bce {bce}, ce {ce})"
+        );
+        assert!(
+            (bce - ce).abs() > 1e-2,
+            "the two losses must differ for the test to mean anything"
+        );
+    }
     Ok(())
 }
 

@@ -4,7 +4,9 @@
 
 use candle_core::{Device, Tensor};
 use hlfp::audio::augment::{mixup_batch, MixupConfig};
-use hlfp::audio::train::{smoothed_cross_entropy, soft_cross_entropy, TrainAudioConfig};
+use hlfp::audio::train::{
+    binary_cross_entropy, smoothed_cross_entropy, soft_cross_entropy, TrainAudioConfig,
+};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
@@ -181,6 +183,36 @@ fn soft_loss_equals_smoothed_loss_on_one_hot_targets_and_a_hand_value() -> anyho
     let t = Tensor::from_vec(vec![0.7f32, 0.3, 0.0, 0.0], (1, 4), &dev)?;
     let got = soft_cross_entropy(&l, &t, 0.0)?.to_scalar::<f32>()? as f64;
     assert!((got - want).abs() < 1e-4, "{got} vs {want}");
+    Ok(())
+}
+
+#[test]
+fn binary_cross_entropy_matches_the_formula_and_survives_large_logits() -> anyhow::Result<()> {
+    let dev = Device::Cpu;
+    let row = [2.0f64, -1.0, 0.5, 0.0];
+    let target = [0.7f64, 0.3, 0.0, 0.0];
+    let sig = |l: f64| 1.0 / (1.0 + (-l).exp());
+    for eps in [0.0, 0.2] {
+        let want: f64 = row
+            .iter()
+            .zip(&target)
+            .map(|(&l, &t)| {
+                let t = t * (1.0 - eps) + eps / 4.0;
+                -(t * sig(l).ln() + (1.0 - t) * (1.0 - sig(l)).ln())
+            })
+            .sum();
+        let l = Tensor::from_vec(row.map(|v| v as f32).to_vec(), (1, 4), &dev)?;
+        let t = Tensor::from_vec(target.map(|v| v as f32).to_vec(), (1, 4), &dev)?;
+        let got = binary_cross_entropy(&l, &t, eps)?.to_scalar::<f32>()? as f64;
+        assert!((got - want).abs() < 1e-4, "eps {eps}: {got} vs {want}");
+    }
+    // Logits far past exp's range stay finite: right and sure costs ~0, wrong and sure ~|l|.
+    let l = Tensor::from_vec(vec![200f32, -200.0], (1, 2), &dev)?;
+    let right = Tensor::from_vec(vec![1f32, 0.0], (1, 2), &dev)?;
+    let wrong = Tensor::from_vec(vec![0f32, 1.0], (1, 2), &dev)?;
+    assert!(binary_cross_entropy(&l, &right, 0.0)?.to_scalar::<f32>()? < 1e-6);
+    let w = binary_cross_entropy(&l, &wrong, 0.0)?.to_scalar::<f32>()?;
+    assert!((w - 400.0).abs() < 1e-2, "{w}");
     Ok(())
 }
 

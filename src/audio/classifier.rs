@@ -92,6 +92,39 @@ impl WindowNorm {
     }
 }
 
+/// How logits become the scores the detector thresholds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutputKind {
+    /// One softmax over the labels (trained with cross-entropy): the scores sum to 1, so a
+    /// sound unlike every label is still pushed onto one of them.
+    #[default]
+    Softmax,
+    /// One sigmoid per label (trained one-vs-rest with binary cross-entropy, as audio taggers
+    /// are): a sound unlike every label may score low on all of them.
+    Sigmoid,
+}
+
+impl OutputKind {
+    /// Name stored in the weights file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Softmax => "softmax",
+            Self::Sigmoid => "sigmoid",
+        }
+    }
+
+    /// Parse a stored or command-line name.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "softmax" => Ok(Self::Softmax),
+            "sigmoid" => Ok(Self::Sigmoid),
+            _ => Err(Error::Config(format!(
+                "unknown output {s:?}; expected \"softmax\" or \"sigmoid\""
+            ))),
+        }
+    }
+}
+
 /// Shape of an [`AudioClassifier`]: what it reads and what it says.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AudioClassifierConfig {
@@ -109,6 +142,8 @@ pub struct AudioClassifierConfig {
     pub head: PoolingHead,
     /// Per-window normalisation (files without a `window_norm` key are [`WindowNorm::None`]).
     pub window_norm: WindowNorm,
+    /// Scores from logits (files without an `output` key are [`OutputKind::Softmax`]).
+    pub output: OutputKind,
 }
 
 impl AudioClassifierConfig {
@@ -122,6 +157,7 @@ impl AudioClassifierConfig {
             front_end: front_end.into(),
             head: PoolingHead::MeanMax,
             window_norm: WindowNorm::None,
+            output: OutputKind::Softmax,
         }
     }
 
@@ -439,6 +475,7 @@ impl AudioClassifier {
         m.insert("front_end".into(), self.cfg.front_end.clone());
         m.insert("head".into(), self.cfg.head.name().into());
         m.insert("window_norm".into(), self.cfg.window_norm.name().into());
+        m.insert("output".into(), self.cfg.output.name().into());
         m
     }
 
@@ -520,7 +557,7 @@ impl AudioClassifier {
         Ok((logits, weights))
     }
 
-    /// Softmax probabilities per label for one window of `window_frames * n_mels` values
+    /// Scores per label (softmax or sigmoid, [`OutputKind`]) for one window of `window_frames * n_mels` values
     /// (frame-major), as produced by the front-end.
     pub fn predict(&self, window: &[f32]) -> Result<Vec<f32>> {
         let mut out = self.predict_batch(&[window])?;
@@ -528,7 +565,7 @@ impl AudioClassifier {
             .ok_or_else(|| Error::BadInput("empty prediction batch".into()))
     }
 
-    /// Softmax probabilities per label for each window (see [`AudioClassifier::predict`]).
+    /// Scores per label for each window (see [`AudioClassifier::predict`]).
     pub fn predict_batch(&self, windows: &[&[f32]]) -> Result<Vec<Vec<f32>>> {
         if windows.is_empty() {
             return Ok(Vec::new());
@@ -560,7 +597,10 @@ impl AudioClassifier {
         .ctx("audio window tensor")?;
         let probs = self
             .forward_t(&x, false)
-            .and_then(|l| candle_nn::ops::softmax_last_dim(&l))
+            .and_then(|l| match self.cfg.output {
+                OutputKind::Softmax => candle_nn::ops::softmax_last_dim(&l),
+                OutputKind::Sigmoid => candle_nn::ops::sigmoid(&l),
+            })
             .and_then(|p| p.to_device(&Device::Cpu))
             .and_then(|p| p.to_vec2::<f32>())
             .ctx("audio classifier forward")?;
@@ -598,6 +638,10 @@ fn config_from_metadata(
         Some(n) => WindowNorm::parse(n).map_err(|e| e.to_string())?,
         None => WindowNorm::None,
     };
+    let output = match meta.get("output") {
+        Some(o) => OutputKind::parse(o).map_err(|e| e.to_string())?,
+        None => OutputKind::Softmax,
+    };
     let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| e.to_string())?;
     let read = |name: &str| -> std::result::Result<Vec<f32>, String> {
         let v = st.tensor(name).map_err(|e| format!("{name}: {e}"))?;
@@ -626,6 +670,7 @@ fn config_from_metadata(
             front_end,
             head,
             window_norm,
+            output,
         },
         norm,
     ))

@@ -548,6 +548,35 @@ pub fn soft_cross_entropy(
     (t * log_p)?.sum(candle_core::D::Minus1)?.mean_all()?.neg()
 }
 
+/// Mean over windows of the summed one-vs-rest binary cross-entropy of `logits` (batch x
+/// labels) against `targets` (same shape, in [0, 1]) smoothed to `(1 - eps) * t + eps / labels`:
+/// the loss of an [`OutputKind::Sigmoid`](crate::audio::classifier::OutputKind) model. Computed
+/// as `max(l, 0) - l t + ln(1 + e^-|l|)`, which never overflows.
+pub fn binary_cross_entropy(
+    logits: &Tensor,
+    targets: &Tensor,
+    eps: f64,
+) -> candle_core::Result<Tensor> {
+    let k = logits.dim(candle_core::D::Minus1)?;
+    let t = ((targets * (1.0 - eps))? + eps / k as f64)?;
+    let soft_plus = (logits.abs()?.neg()?.exp()? + 1.0)?.log()?;
+    let per = ((logits.relu()? - (logits * t)?)? + soft_plus)?;
+    per.sum(candle_core::D::Minus1)?.mean_all()
+}
+
+/// The training loss of `model`'s output kind against soft targets.
+fn loss_for(
+    model: &AudioClassifier,
+    logits: &Tensor,
+    targets: &Tensor,
+    eps: f64,
+) -> candle_core::Result<Tensor> {
+    match model.config().output {
+        crate::audio::classifier::OutputKind::Softmax => soft_cross_entropy(logits, targets, eps),
+        crate::audio::classifier::OutputKind::Sigmoid => binary_cross_entropy(logits, targets, eps),
+    }
+}
+
 /// One AdamW step against soft targets (`batch x labels`, row-major, e.g. from mixup); see
 /// [`train_step`].
 pub fn train_step_soft(
@@ -569,7 +598,7 @@ pub fn train_step_soft(
     let n = targets.len() / k;
     let t = Tensor::from_vec(targets, (n, k), device).ctx("soft targets")?;
     step_with(model, opt, xs, n, device, |logits| {
-        soft_cross_entropy(logits, &t, label_smoothing)
+        loss_for(model, logits, &t, label_smoothing)
     })
 }
 
@@ -602,6 +631,23 @@ pub fn train_step(
     device: &Device,
 ) -> Result<f32> {
     let n = ys.len();
+    if model.config().output == crate::audio::classifier::OutputKind::Sigmoid {
+        let k = model.config().labels.len();
+        let mut t = vec![0f32; n * k];
+        for (i, &y) in ys.iter().enumerate() {
+            let y = y as usize;
+            if y >= k {
+                return Err(Error::BadInput(format!(
+                    "label {y} of window {i} >= {k} labels"
+                )));
+            }
+            t[i * k + y] = 1.0;
+        }
+        let t = Tensor::from_vec(t, (n, k), device).ctx("one-hot targets")?;
+        return step_with(model, opt, xs, n, device, |logits| {
+            binary_cross_entropy(logits, &t, label_smoothing)
+        });
+    }
     let y = Tensor::from_vec(ys, n, device).ctx("labels")?;
     step_with(model, opt, xs, n, device, |logits| {
         smoothed_cross_entropy(logits, &y, label_smoothing)

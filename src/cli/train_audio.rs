@@ -39,6 +39,10 @@ pub struct Args {
     /// subtracted: a microphone's colouration and a steady background cancel).
     #[arg(long, default_value = "none")]
     pub window_norm: String,
+    /// Scores: `softmax` (cross-entropy over the labels) or `sigmoid` (one-vs-rest binary
+    /// cross-entropy: a sound unlike every label may score low on all of them).
+    #[arg(long, default_value = "softmax")]
+    pub output: String,
     /// With `--split source`: a label is drawn with probability proportional to
     /// (training clips)^this (0 = uniform over labels).
     #[arg(long, default_value_t = 0.5)]
@@ -172,6 +176,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     model_cfg.channels = args.channels.clone();
     model_cfg.head = hlfp::audio::classifier::PoolingHead::parse(&args.head)?;
     model_cfg.window_norm = hlfp::audio::classifier::WindowNorm::parse(&args.window_norm)?;
+    model_cfg.output = hlfp::audio::classifier::OutputKind::parse(&args.output)?;
     let window_samples = fe.n_fft + (model_cfg.window_frames - 1) * fe.hop_samples;
 
     let refs = scan(&data)?;

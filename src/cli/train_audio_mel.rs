@@ -10,7 +10,9 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use candle_core::Device;
-use hlfp::audio::classifier::{AudioClassifier, AudioClassifierConfig, PoolingHead, WindowNorm};
+use hlfp::audio::classifier::{
+    AudioClassifier, AudioClassifierConfig, OutputKind, PoolingHead, WindowNorm,
+};
 use hlfp::audio::features::{log_mel, LogMelConfig};
 use hlfp::audio::melaug::{MelAugmentConfig, MelClip, MelSampler};
 use hlfp::audio::sources::{label_kind, split_by_source, ClipSource, LabelKind, Split};
@@ -58,6 +60,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     model_cfg.channels = args.channels.clone();
     model_cfg.head = PoolingHead::parse(&args.head)?;
     model_cfg.window_norm = WindowNorm::parse(&args.window_norm)?;
+    model_cfg.output = OutputKind::parse(&args.output)?;
     model_cfg.validate()?;
 
     let list = |which: Split| -> String {
@@ -224,13 +227,14 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     );
     let _ = writeln!(
         card,
-        "- Labels ({}): `{}`; network: blocks {:?}, head `{}`, window norm `{}`, window {} frames; \
-         {} bytes.",
+        "- Labels ({}): `{}`; network: blocks {:?}, head `{}`, window norm `{}`, output `{}`, window {} \
+         frames; {} bytes.",
         labels.len(),
         labels.join("`, `"),
         args.channels,
         args.head,
         args.window_norm,
+        args.output,
         args.window_frames,
         std::fs::metadata(&model_path).map(|m| m.len()).unwrap_or(0)
     );
