@@ -534,6 +534,12 @@ pub fn smoothed_cross_entropy(
     (ce * (1.0 - eps))? + (uniform * eps)?
 }
 
+/// `(1 - eps) * targets + eps / labels`, the labels counted along `logits`' last dimension.
+fn smoothed_targets(logits: &Tensor, targets: &Tensor, eps: f64) -> candle_core::Result<Tensor> {
+    let k = logits.dim(candle_core::D::Minus1)?;
+    (targets * (1.0 - eps))? + eps / k as f64
+}
+
 /// Mean cross-entropy of `logits` (batch x labels) against soft targets (same shape, rows
 /// summing to 1) with label smoothing `eps`: the targets become `(1 - eps) * t + eps / labels`.
 /// For one-hot targets this equals [`smoothed_cross_entropy`].
@@ -542,8 +548,7 @@ pub fn soft_cross_entropy(
     targets: &Tensor,
     eps: f64,
 ) -> candle_core::Result<Tensor> {
-    let k = logits.dim(candle_core::D::Minus1)?;
-    let t = ((targets * (1.0 - eps))? + eps / k as f64)?;
+    let t = smoothed_targets(logits, targets, eps)?;
     let log_p = candle_nn::ops::log_softmax(logits, candle_core::D::Minus1)?;
     (t * log_p)?.sum(candle_core::D::Minus1)?.mean_all()?.neg()
 }
@@ -557,8 +562,7 @@ pub fn binary_cross_entropy(
     targets: &Tensor,
     eps: f64,
 ) -> candle_core::Result<Tensor> {
-    let k = logits.dim(candle_core::D::Minus1)?;
-    let t = ((targets * (1.0 - eps))? + eps / k as f64)?;
+    let t = smoothed_targets(logits, targets, eps)?;
     let soft_plus = (logits.abs()?.neg()?.exp()? + 1.0)?.log()?;
     let per = ((logits.relu()? - (logits * t)?)? + soft_plus)?;
     per.sum(candle_core::D::Minus1)?.mean_all()
