@@ -11,6 +11,9 @@ use hlfp::model::{HlfpModel, InferenceModel, ModelConfig, Selection};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+mod model_util;
+use model_util::max_diff;
+
 const TOL: f32 = 1e-4;
 
 struct Fixture {
@@ -31,20 +34,6 @@ fn fixture(name: &str) -> Fixture {
         weights: dir.join(format!("{name}.safetensors")),
         io,
     }
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims(), "shape mismatch");
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 fn cutout(f: &Fixture) -> Selection {
@@ -72,15 +61,15 @@ fn check_training_path(name: &str) {
     let all = Selection::all(&f.cfg);
 
     let full = model.forward(x, &all, &ones).unwrap();
-    let d = max_abs_diff(&full, &f.io["logits_full"]);
+    let d = max_diff(&full, &f.io["logits_full"]);
     assert!(d <= TOL, "{name}: full logits differ from PyTorch by {d}");
 
     let cut = model.forward(x, &cutout(&f), &ones).unwrap();
-    let d = max_abs_diff(&cut, &f.io["logits_cutout"]);
+    let d = max_diff(&cut, &f.io["logits_cutout"]);
     assert!(d <= TOL, "{name}: cutout logits differ from PyTorch by {d}");
 
     let gained = model.forward(x, &all, &gains(&f)).unwrap();
-    let d = max_abs_diff(&gained, &f.io["logits_gain"]);
+    let d = max_diff(&gained, &f.io["logits_gain"]);
     assert!(d <= TOL, "{name}: gained logits differ from PyTorch by {d}");
 }
 
@@ -92,15 +81,14 @@ fn check_inference_path(name: &str) {
 fn check_inference_path_on(name: &str, dev: &Device) {
     let f = fixture(name);
     let x = &f.io["input"].to_device(dev).unwrap();
-    let max_abs_diff =
-        |a: &Tensor, b: &Tensor| max_abs_diff(&a.to_device(&Device::Cpu).unwrap(), b);
+    let cpu_diff = |a: &Tensor, b: &Tensor| max_diff(&a.to_device(&Device::Cpu).unwrap(), b);
     let ones = vec![1.0f32; f.cfg.num_classes()];
     let all = Selection::all(&f.cfg);
     let sel = cutout(&f);
 
     // Full load, BatchNorm folded.
     let full_model = InferenceModel::load_file(&f.weights, &f.cfg, None, dev).unwrap();
-    let d = max_abs_diff(
+    let d = cpu_diff(
         &full_model.forward(x, &all, &ones).unwrap(),
         &f.io["logits_full"],
     );
@@ -108,7 +96,7 @@ fn check_inference_path_on(name: &str, dev: &Device) {
         d <= TOL,
         "{name}: folded full logits differ from PyTorch by {d}"
     );
-    let d = max_abs_diff(
+    let d = cpu_diff(
         &full_model.forward(x, &sel, &ones).unwrap(),
         &f.io["logits_cutout"],
     );
@@ -116,7 +104,7 @@ fn check_inference_path_on(name: &str, dev: &Device) {
         d <= TOL,
         "{name}: folded cutout logits differ from PyTorch by {d}"
     );
-    let d = max_abs_diff(
+    let d = cpu_diff(
         &full_model.forward(x, &all, &gains(&f)).unwrap(),
         &f.io["logits_gain"],
     );
@@ -127,7 +115,7 @@ fn check_inference_path_on(name: &str, dev: &Device) {
 
     // Load only the cutout's branches from the file.
     let cut_model = InferenceModel::load_file(&f.weights, &f.cfg, Some(&sel), dev).unwrap();
-    let d = max_abs_diff(
+    let d = cpu_diff(
         &cut_model.forward(x, &sel, &ones).unwrap(),
         &f.io["logits_cutout"],
     );
