@@ -277,7 +277,7 @@ class LaunchConfiguration:
         return context[self.name]
 
 module("ament_index_python")
-module("ament_index_python.packages", get_package_share_directory=lambda p: "/opt/share/" + p)
+module("ament_index_python.packages", get_package_share_directory=lambda p: "install/share/" + p)
 module("launch", LaunchDescription=Entity)
 module("launch.actions", DeclareLaunchArgument=Entity, OpaqueFunction=Entity)
 module("launch.substitutions", LaunchConfiguration=LaunchConfiguration)
@@ -348,7 +348,7 @@ fn launch_declares_the_arguments_and_wires_params_and_remappings() {
     assert_eq!(vision["executable"], "hlfp_node");
     assert_eq!(
         vision["parameters"][0],
-        "/opt/share/hlfp_node/config/guided.yaml"
+        "install/share/hlfp_node/config/guided.yaml"
     );
     assert_eq!(vision["parameters"][1], serde_json::json!({}));
     assert_eq!(
