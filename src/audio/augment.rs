@@ -472,6 +472,20 @@ impl Default for MixupConfig {
     }
 }
 
+/// Labels `ys` as one-hot rows of `n_labels` (row-major); a label out of range is an error.
+pub fn one_hot(ys: &[u32], n_labels: usize) -> Result<Vec<f32>> {
+    if let Some(&y) = ys.iter().find(|&&y| y as usize >= n_labels) {
+        return Err(Error::BadInput(format!(
+            "label {y} is not below {n_labels}"
+        )));
+    }
+    let mut targets = vec![0f32; ys.len() * n_labels];
+    for (i, &y) in ys.iter().enumerate() {
+        targets[i * n_labels + y as usize] = 1.0;
+    }
+    Ok(targets)
+}
+
 /// Apply mixup to a batch `xs` (`ys.len()` windows of `window_len` values) with labels `ys` in
 /// place. Partners are drawn from the batch as it was before mixing, among windows of another
 /// label (a window with no such partner is left alone). Returns the soft targets,
@@ -492,15 +506,7 @@ pub fn mixup_batch(
             ys.len()
         )));
     }
-    if let Some(&y) = ys.iter().find(|&&y| y as usize >= n_labels) {
-        return Err(Error::BadInput(format!(
-            "mixup label {y} is not below {n_labels}"
-        )));
-    }
-    let mut targets = vec![0f32; ys.len() * n_labels];
-    for (i, &y) in ys.iter().enumerate() {
-        targets[i * n_labels + y as usize] = 1.0;
-    }
+    let mut targets = one_hot(ys, n_labels)?;
     if !cfg.is_active() {
         return Ok(targets);
     }

@@ -272,6 +272,15 @@ impl LogMel {
         self.frames_emitted = 0;
     }
 
+    /// The frames of one whole clip, as a new stream (`reset` first): reuses this stage's FFT
+    /// plan and filters across clips.
+    pub fn clip(&mut self, samples: &[f32]) -> Vec<f32> {
+        self.reset();
+        let mut out = Vec::with_capacity(self.cfg.num_frames(samples.len()) * self.cfg.n_mels);
+        self.process(samples, &mut out);
+        out
+    }
+
     /// Consume `input` (any length, including 0) and append every completed frame to `out`
     /// (`n_mels` values each, row-major). Returns the number of frames appended. Samples must be
     /// finite (sanitise first, see `wav::sanitize`); non-finite input gives non-finite frames.
@@ -328,10 +337,7 @@ impl LogMel {
 /// Batch log-mel of a whole clip: `num_frames(samples.len()) x n_mels` values, row-major.
 /// Identical to pushing the same samples through a fresh [`LogMel`] in any chunking.
 pub fn log_mel(samples: &[f32], cfg: &LogMelConfig) -> Result<Vec<f32>> {
-    let mut stage = LogMel::new(cfg.clone())?;
-    let mut out = Vec::with_capacity(cfg.num_frames(samples.len()) * cfg.n_mels);
-    stage.process(samples, &mut out);
-    Ok(out)
+    Ok(LogMel::new(cfg.clone())?.clip(samples))
 }
 
 #[cfg(test)]

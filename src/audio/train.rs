@@ -636,21 +636,8 @@ pub fn train_step(
 ) -> Result<f32> {
     let n = ys.len();
     if model.config().output == crate::audio::classifier::OutputKind::Sigmoid {
-        let k = model.config().labels.len();
-        let mut t = vec![0f32; n * k];
-        for (i, &y) in ys.iter().enumerate() {
-            let y = y as usize;
-            if y >= k {
-                return Err(Error::BadInput(format!(
-                    "label {y} of window {i} >= {k} labels"
-                )));
-            }
-            t[i * k + y] = 1.0;
-        }
-        let t = Tensor::from_vec(t, (n, k), device).ctx("one-hot targets")?;
-        return step_with(model, opt, xs, n, device, |logits| {
-            binary_cross_entropy(logits, &t, label_smoothing)
-        });
+        let targets = crate::audio::augment::one_hot(&ys, model.config().labels.len())?;
+        return train_step_soft(model, opt, xs, targets, label_smoothing, device);
     }
     let y = Tensor::from_vec(ys, n, device).ctx("labels")?;
     step_with(model, opt, xs, n, device, |logits| {

@@ -245,13 +245,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
     // One front-end instance reused for every window (reset between them).
     let stage = RefCell::new(LogMel::new(fe.clone())?);
-    let features = |x: &[f32]| -> hlfp::Result<Vec<f32>> {
-        let mut s = stage.borrow_mut();
-        s.reset();
-        let mut out = Vec::with_capacity(fe.num_frames(x.len()) * fe.n_mels);
-        s.process(x, &mut out);
-        Ok(out)
-    };
+    let features = |x: &[f32]| -> hlfp::Result<Vec<f32>> { Ok(stage.borrow_mut().clip(x)) };
 
     let total = (cfg.epochs * cfg.steps_per_epoch) as u64;
     let bar = indicatif::ProgressBar::new(total);

@@ -184,13 +184,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let model = AudioClassifier::load(&model_path, &Device::Cpu)?;
 
     let stage = std::cell::RefCell::new(hlfp::audio::features::LogMel::new(fe.clone())?);
-    let features = |x: &[f32]| -> hlfp::Result<Vec<f32>> {
-        let mut s = stage.borrow_mut();
-        s.reset();
-        let mut out = Vec::with_capacity(fe.num_frames(x.len()) * fe.n_mels);
-        s.process(x, &mut out);
-        Ok(out)
-    };
+    let features = |x: &[f32]| -> hlfp::Result<Vec<f32>> { Ok(stage.borrow_mut().clip(x)) };
     let (eval_name, eval_clips) = if eval_test.is_empty() {
         ("validation", &eval_val)
     } else {
