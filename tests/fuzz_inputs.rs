@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
+mod corpus;
+
 /// Counts live heap bytes and their peak since the last [`reset_peak`].
 struct Counting;
 
@@ -71,23 +73,17 @@ fn mutated(base: Vec<u8>) -> impl Strategy<Value = Vec<u8>> {
     })
 }
 
+/// A small RGB image with structure in both directions.
+fn sample_image() -> image::RgbImage {
+    image::RgbImage::from_fn(24, 16, |x, y| image::Rgb([x as u8 * 9, y as u8 * 13, 7]))
+}
+
 fn sample_png() -> Vec<u8> {
-    let img = image::RgbImage::from_fn(24, 16, |x, y| image::Rgb([x as u8 * 9, y as u8 * 13, 7]));
-    let mut out = Vec::new();
-    img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
-        .unwrap();
-    out
+    corpus::png(&sample_image())
 }
 
 fn sample_jpeg() -> Vec<u8> {
-    let img = image::RgbImage::from_fn(24, 16, |x, y| image::Rgb([x as u8 * 9, y as u8 * 13, 7]));
-    let mut out = Vec::new();
-    img.write_to(
-        &mut std::io::Cursor::new(&mut out),
-        image::ImageFormat::Jpeg,
-    )
-    .unwrap();
-    out
+    corpus::jpeg(&sample_image())
 }
 
 fn sample_wav() -> Vec<u8> {

@@ -73,14 +73,14 @@ impl AsRefOs for PathBuf {
     }
 }
 
-fn png(img: &image::RgbImage) -> Vec<u8> {
+pub fn png(img: &image::RgbImage) -> Vec<u8> {
     let mut out = Vec::new();
     img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
         .unwrap();
     out
 }
 
-fn jpeg(img: &image::RgbImage) -> Vec<u8> {
+pub fn jpeg(img: &image::RgbImage) -> Vec<u8> {
     let mut out = Vec::new();
     img.write_to(
         &mut std::io::Cursor::new(&mut out),
