@@ -3,7 +3,8 @@
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use hlfp::audio::classifier::{
-    AudioClassifier, AudioClassifierConfig, FeatureNorm, OutputKind, PoolingHead, WindowNorm,
+    AudioClassifier, AudioClassifierConfig, Backbone, FeatureNorm, OutputKind, PoolingHead,
+    WindowNorm,
 };
 use rand::{Rng, SeedableRng};
 
@@ -216,6 +217,38 @@ fn a_sigmoid_model_trains_on_binary_cross_entropy() -> anyhow::Result<()> {
 }
 
 #[test]
+fn mobilenet_backbone_round_trips_and_differs_from_plain() -> anyhow::Result<()> {
+    let mut cfg = small_cfg();
+    cfg.backbone = Backbone::MobileNet;
+    cfg.head = PoolingHead::Attention;
+    let model = trained_looking_model(cfg.clone())?;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("m.safetensors");
+    model.save(&path)?;
+    let loaded = AudioClassifier::load(&path, &Device::Cpu)?;
+    assert_eq!(loaded.config().backbone, Backbone::MobileNet);
+    assert_eq!(loaded.config(), model.config());
+    // Every inverted-residual weight and batch-norm statistic was written and read back.
+    let ws = random_windows(4, cfg.window_len(), 11);
+    for w in &ws {
+        assert_eq!(model.predict(w)?, loaded.predict(w)?);
+    }
+    let st = safetensors::SafeTensors::deserialize(&std::fs::read(&path)?)?
+        .names()
+        .into_iter()
+        .filter(|n| n.contains(".depthwise.bn.running_var"))
+        .count();
+    assert_eq!(
+        st, 2,
+        "one pooling and one residual block in the second stage"
+    );
+    // A plain model of the same channels is a different network.
+    let plain = trained_looking_model(small_cfg())?;
+    assert_ne!(plain.predict(&ws[0])?, model.predict(&ws[0])?);
+    Ok(())
+}
+
+#[test]
 fn batch_norm_statistics_are_saved() -> anyhow::Result<()> {
     // A fresh model (running mean 0, var 1) must predict differently from one whose statistics
     // were updated; otherwise the round-trip test above would not cover them.
@@ -391,6 +424,7 @@ fn shipped_model_loads_with_its_labels_and_front_end() -> anyhow::Result<()> {
     assert_eq!((model.window_frames(), model.n_mels()), (64, 64));
     assert_eq!(model.config().head, PoolingHead::Attention);
     assert_eq!(model.config().output, OutputKind::Sigmoid);
+    assert_eq!(model.config().backbone, Backbone::Plain);
     // The model must have been trained on the front-end the detector runs.
     let fe: hlfp::audio::features::LogMelConfig = serde_json::from_str(&model.config().front_end)?;
     assert_eq!(fe, hlfp::audio::features::LogMelConfig::default());

@@ -2,7 +2,7 @@
 //! falls, a seeded run is reproducible, and evaluation counts windows and clips right.
 
 use candle_core::Device;
-use hlfp::audio::classifier::AudioClassifierConfig;
+use hlfp::audio::classifier::{AudioClassifierConfig, Backbone};
 use hlfp::audio::features::{log_mel, LogMelConfig};
 use hlfp::audio::train::{
     clip_windows, evaluate, smoothed_cross_entropy, train, AudioStepInfo, Clip, TrainAudioConfig,
@@ -59,11 +59,22 @@ fn features(x: &[f32]) -> hlfp::Result<Vec<f32>> {
 
 #[test]
 fn loss_falls_and_held_out_tones_are_classified() -> anyhow::Result<()> {
+    loss_falls_and_held_out_tones_are_classified_with(Backbone::Plain)
+}
+
+#[test]
+fn a_mobilenet_backbone_learns_the_tones_too() -> anyhow::Result<()> {
+    loss_falls_and_held_out_tones_are_classified_with(Backbone::MobileNet)
+}
+
+fn loss_falls_and_held_out_tones_are_classified_with(backbone: Backbone) -> anyhow::Result<()> {
+    let mut mcfg = model_cfg();
+    mcfg.backbone = backbone;
     let train_set = clips(&[0.05, 0.2, 0.5], 9600);
     let mut losses = Vec::new();
     let mut on_step = |s: AudioStepInfo| losses.push(s.loss);
     let model = train(
-        model_cfg(),
+        mcfg,
         &train_set,
         &train_cfg(40, 1),
         &features,
@@ -73,7 +84,10 @@ fn loss_falls_and_held_out_tones_are_classified() -> anyhow::Result<()> {
     assert_eq!(losses.len(), 40);
     let first: f32 = losses[..5].iter().sum::<f32>() / 5.0;
     let last: f32 = losses[35..].iter().sum::<f32>() / 5.0;
-    assert!(last < 0.5 * first && last < 0.3, "loss {first} -> {last}");
+    assert!(
+        last < 0.5 * first && last < 0.3,
+        "{backbone:?}: loss {first} -> {last}"
+    );
 
     // Other levels and a different length: 1.0 s gives 98 frames -> windows at 0, 25, 50, 75.
     let held = clips(&[0.1, 0.8], 16000);

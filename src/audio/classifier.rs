@@ -4,7 +4,8 @@
 //! Input: one window of `window_frames` log-mel frames x `n_mels` bins, row-major (frame-major),
 //! exactly as the front-end in `audio::features` produces them (dB values, not normalised).
 //! The model normalises each mel bin with the mean/std stored in the file, then runs
-//! `channels.len()` blocks of conv3x3 (no bias) + batch norm + ReLU + 2x2 max-pool, flattens
+//! `channels.len()` stages that each halve time and frequency ([`Backbone`]: conv3x3 + batch
+//! norm + ReLU + 2x2 max-pool, or MobileNetV2-style inverted residuals), flattens
 //! channels x remaining frequency bins, pools over time (mean and max, concatenated) and maps to
 //! one logit per label.
 
@@ -12,8 +13,10 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{BatchNorm, Conv2d, Linear, Module, ModuleT, VarBuilder};
+use candle_nn::{Linear, Module, VarBuilder};
 
+pub use crate::audio::blocks::Backbone;
+use crate::audio::blocks::Stages;
 use crate::error::{CandleContext, Error, Result};
 
 /// Value of the `format` metadata key; `load` refuses files without it.
@@ -144,6 +147,8 @@ pub struct AudioClassifierConfig {
     pub window_norm: WindowNorm,
     /// Scores from logits (files without an `output` key are [`OutputKind::Softmax`]).
     pub output: OutputKind,
+    /// Blocks of the stages (files without a `backbone` key are [`Backbone::Plain`]).
+    pub backbone: Backbone,
 }
 
 impl AudioClassifierConfig {
@@ -158,6 +163,7 @@ impl AudioClassifierConfig {
             head: PoolingHead::MeanMax,
             window_norm: WindowNorm::None,
             output: OutputKind::Softmax,
+            backbone: Backbone::Plain,
         }
     }
 
@@ -262,49 +268,6 @@ impl FeatureNorm {
     }
 }
 
-/// conv3x3 (no bias) + batch norm + ReLU + 2x2 max-pool.
-#[derive(Debug, Clone)]
-struct ConvBlock {
-    conv: Conv2d,
-    bn: BatchNorm,
-}
-
-impl ConvBlock {
-    fn new(c_in: usize, c_out: usize, vb: VarBuilder) -> candle_core::Result<Self> {
-        let cfg = candle_nn::Conv2dConfig {
-            padding: 1,
-            ..Default::default()
-        };
-        let conv = candle_nn::conv2d_no_bias(c_in, c_out, 3, cfg, vb.pp("conv"))?;
-        let bn = candle_nn::batch_norm(c_out, 1e-5, vb.pp("bn"))?;
-        Ok(Self { conv, bn })
-    }
-
-    fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
-        // im2col + matmul on the CPU (model::layers::conv): several times faster than candle's
-        // conv2d at these shapes, forward and backward.
-        let x = crate::model::layers::conv(x, self.conv.weight(), 1, 1, 1)?;
-        let x = self.bn.forward_t(&x, train)?;
-        x.relu()?.max_pool2d(2)
-    }
-
-    fn named_tensors(&self, prefix: &str, out: &mut Vec<(String, Tensor)>) {
-        out.push((format!("{prefix}.conv.weight"), self.conv.weight().clone()));
-        if let Some((w, b)) = self.bn.weight_and_bias() {
-            out.push((format!("{prefix}.bn.weight"), w.clone()));
-            out.push((format!("{prefix}.bn.bias"), b.clone()));
-        }
-        out.push((
-            format!("{prefix}.bn.running_mean"),
-            self.bn.running_mean().clone(),
-        ));
-        out.push((
-            format!("{prefix}.bn.running_var"),
-            self.bn.running_var().clone(),
-        ));
-    }
-}
-
 /// A small CNN that scores one log-mel window against each sound label.
 #[derive(Debug, Clone)]
 pub struct AudioClassifier {
@@ -312,7 +275,7 @@ pub struct AudioClassifier {
     norm: FeatureNorm,
     norm_mean: Tensor,
     norm_std: Tensor,
-    blocks: Vec<ConvBlock>,
+    stages: Stages,
     head: Linear,
     /// Attention scores per frame and label ([`PoolingHead::Attention`] only).
     att: Option<Linear>,
@@ -340,15 +303,9 @@ impl AudioClassifier {
             ));
         }
         let device = vb.device().clone();
-        let mut blocks = Vec::with_capacity(cfg.channels.len());
-        let mut c_in = 1;
-        for (i, &c_out) in cfg.channels.iter().enumerate() {
-            blocks.push(
-                ConvBlock::new(c_in, c_out, vb.pp(format!("blocks.{i}")))
-                    .ctx(format!("audio classifier block {i}"))?,
-            );
-            c_in = c_out;
-        }
+        let stages = Stages::new(cfg.backbone, &cfg.channels, vb.clone())
+            .ctx(format!("audio classifier {} stages", cfg.backbone.name()))?;
+        let c_in = *cfg.channels.last().unwrap_or(&1);
         let f_out = cfg.n_mels >> cfg.channels.len();
         let (head_in, att) = match cfg.head {
             PoolingHead::MeanMax => (2 * c_in * f_out, None),
@@ -371,7 +328,7 @@ impl AudioClassifier {
             norm,
             norm_mean,
             norm_std,
-            blocks,
+            stages,
             head,
             att,
             device,
@@ -420,9 +377,7 @@ impl AudioClassifier {
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         let mut tensors = Vec::new();
-        for (i, b) in self.blocks.iter().enumerate() {
-            b.named_tensors(&format!("blocks.{i}"), &mut tensors);
-        }
+        self.stages.named_tensors(&mut tensors);
         tensors.push(("head.weight".into(), self.head.weight().clone()));
         if let Some(b) = self.head.bias() {
             tensors.push(("head.bias".into(), b.clone()));
@@ -476,6 +431,7 @@ impl AudioClassifier {
         m.insert("head".into(), self.cfg.head.name().into());
         m.insert("window_norm".into(), self.cfg.window_norm.name().into());
         m.insert("output".into(), self.cfg.output.name().into());
+        m.insert("backbone".into(), self.cfg.backbone.name().into());
         m
     }
 
@@ -530,9 +486,7 @@ impl AudioClassifier {
         if self.cfg.window_norm == WindowNorm::BandMean {
             x = x.broadcast_sub(&x.mean_keepdim(2)?)?;
         }
-        for block in &self.blocks {
-            x = block.forward_t(&x, train)?;
-        }
+        let x = self.stages.forward_t(&x, train)?;
         // (b, c, t', f') -> (b, t', c * f'): frequency stays a position (a meow and a bark
         // differ in *where* the energy is, which a frequency average would throw away); then
         // mean and max over time, so a short call anywhere in the window counts.
@@ -642,6 +596,10 @@ fn config_from_metadata(
         Some(o) => OutputKind::parse(o).map_err(|e| e.to_string())?,
         None => OutputKind::Softmax,
     };
+    let backbone = match meta.get("backbone") {
+        Some(b) => Backbone::parse(b).map_err(|e| e.to_string())?,
+        None => Backbone::Plain,
+    };
     let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| e.to_string())?;
     let read = |name: &str| -> std::result::Result<Vec<f32>, String> {
         let v = st.tensor(name).map_err(|e| format!("{name}: {e}"))?;
@@ -671,6 +629,7 @@ fn config_from_metadata(
             head,
             window_norm,
             output,
+            backbone,
         },
         norm,
     ))

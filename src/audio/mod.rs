@@ -2,6 +2,7 @@
 //! sound-label -> visual-class mapping (the classifier lives next to them).
 
 pub mod augment;
+pub mod blocks;
 #[cfg(feature = "mic")]
 pub mod capture;
 pub mod classifier;

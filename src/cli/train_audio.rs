@@ -32,6 +32,11 @@ pub struct Args {
     /// Output channels of the conv blocks (each block halves time and frequency).
     #[arg(long, value_delimiter = ',', default_values_t = [16usize, 32, 64, 64])]
     pub channels: Vec<usize>,
+    /// Blocks of the stages after the first: `plain` (conv3x3 + batch norm + ReLU + pool) or
+    /// `mobilenet` (two MobileNetV2 inverted residuals per stage: twice the depth at about the
+    /// same multiply-adds).
+    #[arg(long, default_value = "plain")]
+    pub backbone: String,
     /// Pooling over time: `meanmax` or `attention`.
     #[arg(long, default_value = "meanmax")]
     pub head: String,
@@ -159,6 +164,23 @@ pub fn train_config(
     Ok(cfg)
 }
 
+/// The network `args` describe, reading `labels` from the front-end `fe` (both splits).
+pub fn model_config(
+    args: &Args,
+    labels: Vec<String>,
+    fe: &LogMelConfig,
+) -> anyhow::Result<AudioClassifierConfig> {
+    use hlfp::audio::classifier::{Backbone, OutputKind, PoolingHead, WindowNorm};
+    let mut cfg = AudioClassifierConfig::new(labels, serde_json::to_string(fe)?);
+    cfg.window_frames = args.window_frames;
+    cfg.channels = args.channels.clone();
+    cfg.backbone = Backbone::parse(&args.backbone)?;
+    cfg.head = PoolingHead::parse(&args.head)?;
+    cfg.window_norm = WindowNorm::parse(&args.window_norm)?;
+    cfg.output = OutputKind::parse(&args.output)?;
+    Ok(cfg)
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
     match args.split.as_str() {
         "source" => return super::train_audio_mel::run(&args),
@@ -171,12 +193,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let data = args.data[0].clone();
     let started = Instant::now();
     let fe = LogMelConfig::default();
-    let mut model_cfg = AudioClassifierConfig::new(Vec::new(), serde_json::to_string(&fe)?);
-    model_cfg.window_frames = args.window_frames;
-    model_cfg.channels = args.channels.clone();
-    model_cfg.head = hlfp::audio::classifier::PoolingHead::parse(&args.head)?;
-    model_cfg.window_norm = hlfp::audio::classifier::WindowNorm::parse(&args.window_norm)?;
-    model_cfg.output = hlfp::audio::classifier::OutputKind::parse(&args.output)?;
+    let mut model_cfg = model_config(&args, Vec::new(), &fe)?;
     let window_samples = fe.n_fft + (model_cfg.window_frames - 1) * fe.hop_samples;
 
     let refs = scan(&data)?;
@@ -518,12 +535,15 @@ fn render_card(c: &CardInput) -> String {
     );
     let _ = writeln!(
         s,
-        "- Network: {} blocks of conv3x3 (no bias) + batch norm + ReLU + 2x2 max-pool with {:?} \
-         channels, channels x remaining mel bins flattened per frame, mean and max over time \
-         (concatenated), linear \
-         to {} logits; softmax gives the probabilities. File size {} bytes (f32).\n",
+        "- Network: {} `{}` stages with {:?} channels (each halves time and frequency), \
+         `{}` pooling over time, window normalisation `{}`, `{}` scores for {} labels \
+         (`audio::classifier`). File size {} bytes (f32).\n",
         mcfg.channels.len(),
+        mcfg.backbone.name(),
         mcfg.channels,
+        mcfg.head.name(),
+        mcfg.window_norm.name(),
+        mcfg.output.name(),
         mcfg.labels.len(),
         file_bytes
     );

@@ -10,15 +10,13 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use candle_core::Device;
-use hlfp::audio::classifier::{
-    AudioClassifier, AudioClassifierConfig, OutputKind, PoolingHead, WindowNorm,
-};
+use hlfp::audio::classifier::AudioClassifier;
 use hlfp::audio::features::{log_mel, LogMelConfig};
 use hlfp::audio::melaug::{MelAugmentConfig, MelClip, MelSampler};
 use hlfp::audio::sources::{label_kind, split_by_source, ClipSource, LabelKind, Split};
 use hlfp::audio::train::{self, Clip};
 
-use super::train_audio::{accuracy_table, read_clip, scan, with_ext, Args};
+use super::train_audio::{accuracy_table, model_config, read_clip, scan, with_ext, Args};
 
 /// Every clip under the `--data` directories, with its path relative to their parent.
 pub fn scan_sources(dirs: &[PathBuf]) -> anyhow::Result<Vec<(ClipSource, PathBuf)>> {
@@ -55,12 +53,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let refs: Vec<ClipSource> = clips.iter().map(|(c, _)| c.clone()).collect();
     let split = split_by_source(&refs, &args.test_sources, args.val_every)?;
 
-    let mut model_cfg = AudioClassifierConfig::new(labels.clone(), serde_json::to_string(&fe)?);
-    model_cfg.window_frames = args.window_frames;
-    model_cfg.channels = args.channels.clone();
-    model_cfg.head = PoolingHead::parse(&args.head)?;
-    model_cfg.window_norm = WindowNorm::parse(&args.window_norm)?;
-    model_cfg.output = OutputKind::parse(&args.output)?;
+    let model_cfg = model_config(args, labels.clone(), &fe)?;
     model_cfg.validate()?;
 
     let list = |which: Split| -> String {
@@ -221,10 +214,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     );
     let _ = writeln!(
         card,
-        "- Labels ({}): `{}`; network: blocks {:?}, head `{}`, window norm `{}`, output `{}`, window {} \
+        "- Labels ({}): `{}`; network: {} blocks {:?}, head `{}`, window norm `{}`, output `{}`, window {} \
          frames; {} bytes.",
         labels.len(),
         labels.join("`, `"),
+        args.backbone,
         args.channels,
         args.head,
         args.window_norm,

@@ -198,11 +198,11 @@ pub fn conv_im2col(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use candle_core::{Device, Var};
 
-    fn tensor(shape: &[usize], salt: usize) -> Tensor {
+    pub(crate) fn tensor(shape: &[usize], salt: usize) -> Tensor {
         let n: usize = shape.iter().product();
         let v: Vec<f32> = (0..n)
             .map(|i| ((i * 31 + salt * 7) % 97) as f32 / 97.0 - 0.5)
@@ -212,7 +212,7 @@ mod tests {
 
     /// Direct-loop convolution and the gradients of `sum(conv(x, w) * up)`: (y, dx, dw).
     #[allow(clippy::too_many_arguments)]
-    fn naive(
+    pub(crate) fn naive(
         x: &[f32],
         w: &[f32],
         up: &[f32],
@@ -256,11 +256,11 @@ mod tests {
         (y, dx, dw)
     }
 
-    fn values(t: &Tensor) -> Vec<f32> {
+    pub(crate) fn values(t: &Tensor) -> Vec<f32> {
         t.flatten_all().unwrap().to_vec1().unwrap()
     }
 
-    fn max_abs(a: &[f32], b: &[f32]) -> f32 {
+    pub(crate) fn max_abs(a: &[f32], b: &[f32]) -> f32 {
         assert_eq!(a.len(), b.len());
         a.iter()
             .zip(b)

@@ -10,4 +10,5 @@ pub mod cpu_conv;
 #[cfg(feature = "cuda")]
 pub mod cuda_conv;
 pub mod cuda_graph;
+pub mod depthwise;
 pub mod im2col_op;

@@ -79,6 +79,13 @@ pub fn conv(
     groups: usize,
 ) -> candle_core::Result<Tensor> {
     let (cout, cin_g, kh, kw) = w.dims4()?;
+    let depthwise = cin_g == 1 && groups == cout && x.dim(1)? == cout;
+    if depthwise && kh == kw && kh % 2 == 1 && kh > 1 && pad == kh / 2 && stride == 1 {
+        // One filter per channel: per-plane shifted multiply-adds beat a GEMM per channel.
+        if x.device().is_cpu() && x.dtype() == DType::F32 {
+            return crate::kernels::depthwise::depthwise_conv(x, w);
+        }
+    }
     if kh != 1 || kw != 1 || pad != 0 {
         // On the CPU, im2col + matmul: candle's conv2d backward is far slower than a GEMM.
         if x.device().is_cpu() && x.dtype() == DType::F32 && kh == kw {
