@@ -8,6 +8,7 @@ pub mod capture;
 pub mod classifier;
 pub mod cues;
 pub mod detector;
+pub mod ensemble;
 pub mod eval;
 pub mod features;
 pub mod melaug;

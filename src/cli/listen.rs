@@ -24,7 +24,7 @@ pub struct Args {
     /// One JSON object per line.
     #[arg(long)]
     pub json: bool,
-    /// Audio classifier weights.
+    /// Audio classifier weights (several joined by `+` are an ensemble: scores averaged).
     #[arg(long, default_value = "models/audio_cues.safetensors")]
     pub model: PathBuf,
     /// Cue mapping and detector settings.
@@ -35,12 +35,12 @@ pub struct Args {
     pub bench: bool,
 }
 
-/// Load the audio classifier as a window scorer. The classifier lives in
-/// `hlfp::audio::classifier` (audio-model branch); until it is wired here, this says so.
+/// Load the audio classifier as a window scorer: one weights file, or several joined by `+`
+/// whose scores are averaged ([`hlfp::audio::ensemble::Ensemble`]).
 pub fn load_scorer(model: &Path) -> anyhow::Result<Box<dyn WindowScorer + Send>> {
-    let clf = hlfp::audio::classifier::AudioClassifier::load(model, &candle_core::Device::Cpu)
+    let e = hlfp::audio::ensemble::Ensemble::load(model, &candle_core::Device::Cpu)
         .with_context(|| format!("loading the audio classifier {}", model.display()))?;
-    Ok(Box::new(clf))
+    Ok(Box::new(e))
 }
 
 /// Build the pipeline for `scorer`, validating the cue file against its labels and the
