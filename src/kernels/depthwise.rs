@@ -180,8 +180,7 @@ pub fn depthwise_conv(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::im2col_op::tests::{max_abs, naive, tensor, values};
-    use candle_core::Var;
+    use crate::kernels::im2col_op::tests::{check_conv_against_naive, tensor};
 
     /// Forward values and both gradients equal a direct-loop grouped convolution.
     #[test]
@@ -192,25 +191,7 @@ mod tests {
             (3, 2, 5, 5, 5),
             (1, 2, 2, 2, 3),
         ] {
-            let x = Var::from_tensor(&tensor(&[b, c, h, w], 1)).unwrap();
-            let wt = Var::from_tensor(&tensor(&[c, 1, k, k], 2)).unwrap();
-            let up = tensor(&[b, c, h, w], 3);
-            let (y, dx, dw) = naive(
-                &values(&x),
-                &values(&wt),
-                &values(&up),
-                (b, c, h, w),
-                (c, k, 1, k / 2, c),
-            );
-            let case = format!("b{b} c{c} {h}x{w} k{k}");
-            let ours = depthwise_conv(&x, &wt).unwrap();
-            assert_eq!(ours.dims(), &[b, c, h, w], "{case}");
-            assert!(max_abs(&values(&ours), &y) < 1e-5, "forward {case}");
-            let grads = (ours * &up).unwrap().sum_all().unwrap().backward().unwrap();
-            let d = max_abs(&values(grads.get(&x).unwrap()), &dx);
-            assert!(d < 1e-5, "input gradient {case}: {d}");
-            let d = max_abs(&values(grads.get(&wt).unwrap()), &dw);
-            assert!(d < 1e-5, "weight gradient {case}: {d}");
+            check_conv_against_naive(depthwise_conv, (b, c, h, w), (c, k, 1, k / 2, c));
         }
     }
 

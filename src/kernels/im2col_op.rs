@@ -268,6 +268,38 @@ pub(crate) mod tests {
             .fold(0.0, f32::max)
     }
 
+    /// Check `conv(x, w)` against [`naive`] on deterministic inputs: output shape, forward
+    /// values, and both gradients of `sum(conv(x, w) * up)`.
+    pub(crate) fn check_conv_against_naive(
+        conv: impl Fn(&Tensor, &Tensor) -> candle_core::Result<Tensor>,
+        (b, cin, h, w): (usize, usize, usize, usize),
+        (cout, k, stride, pad, groups): (usize, usize, usize, usize, usize),
+    ) {
+        let (ho, wo) = (
+            (h + 2 * pad - k) / stride + 1,
+            (w + 2 * pad - k) / stride + 1,
+        );
+        let x = Var::from_tensor(&tensor(&[b, cin, h, w], 1)).unwrap();
+        let wt = Var::from_tensor(&tensor(&[cout, cin / groups, k, k], 2)).unwrap();
+        let up = tensor(&[b, cout, ho, wo], 3);
+        let (y, dx, dw) = naive(
+            &values(&x),
+            &values(&wt),
+            &values(&up),
+            (b, cin, h, w),
+            (cout, k, stride, pad, groups),
+        );
+        let ours = conv(&x, &wt).unwrap();
+        let case = format!("b{b} c{cin}->{cout} {h}x{w} k{k} s{stride} p{pad} g{groups}");
+        assert_eq!(ours.dims(), &[b, cout, ho, wo], "{case}");
+        assert!(max_abs(&values(&ours), &y) < 1e-5, "forward {case}");
+        let grads = (ours * &up).unwrap().sum_all().unwrap().backward().unwrap();
+        let d = max_abs(&values(grads.get(&x).unwrap()), &dx);
+        assert!(d < 1e-5, "input gradient {case}: {d}");
+        let d = max_abs(&values(grads.get(&wt).unwrap()), &dw);
+        assert!(d < 1e-5, "weight gradient {case}: {d}");
+    }
+
     /// Forward values and both gradients equal a direct-loop convolution, for strides, pads,
     /// groups and odd sizes (the stem's 7x7/2, the 3x3/2 downsampling conv, grouped branch
     /// convs). Odd sizes with stride 2 are where candle's own conv2d backward fails.
@@ -281,29 +313,11 @@ pub(crate) mod tests {
             (2, 4, 4, 6, 6, 3, 2, 1, 2),
             (2, 2, 2, 4, 4, 1, 1, 0, 1),
         ] {
-            let (ho, wo) = (
-                (h + 2 * pad - k) / stride + 1,
-                (w + 2 * pad - k) / stride + 1,
-            );
-            let x = Var::from_tensor(&tensor(&[b, cin, h, w], 1)).unwrap();
-            let wt = Var::from_tensor(&tensor(&[cout, cin / groups, k, k], 2)).unwrap();
-            let up = tensor(&[b, cout, ho, wo], 3);
-            let (y, dx, dw) = naive(
-                &values(&x),
-                &values(&wt),
-                &values(&up),
+            check_conv_against_naive(
+                |x, w| conv_im2col(x, w, pad, stride, groups),
                 (b, cin, h, w),
                 (cout, k, stride, pad, groups),
             );
-            let ours = conv_im2col(&x, &wt, pad, stride, groups).unwrap();
-            let case = format!("b{b} c{cin}->{cout} {h}x{w} k{k} s{stride} p{pad} g{groups}");
-            assert_eq!(ours.dims(), &[b, cout, ho, wo], "{case}");
-            assert!(max_abs(&values(&ours), &y) < 1e-5, "forward {case}");
-            let grads = (ours * &up).unwrap().sum_all().unwrap().backward().unwrap();
-            let d = max_abs(&values(grads.get(&x).unwrap()), &dx);
-            assert!(d < 1e-5, "input gradient {case}: {d}");
-            let d = max_abs(&values(grads.get(&wt).unwrap()), &dw);
-            assert!(d < 1e-5, "weight gradient {case}: {d}");
         }
     }
 
