@@ -212,7 +212,7 @@ pub(crate) mod tests {
 
     /// Direct-loop convolution and the gradients of `sum(conv(x, w) * up)`: (y, dx, dw).
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn naive(
+    fn naive(
         x: &[f32],
         w: &[f32],
         up: &[f32],
@@ -256,11 +256,11 @@ pub(crate) mod tests {
         (y, dx, dw)
     }
 
-    pub(crate) fn values(t: &Tensor) -> Vec<f32> {
+    fn values(t: &Tensor) -> Vec<f32> {
         t.flatten_all().unwrap().to_vec1().unwrap()
     }
 
-    pub(crate) fn max_abs(a: &[f32], b: &[f32]) -> f32 {
+    fn max_abs(a: &[f32], b: &[f32]) -> f32 {
         assert_eq!(a.len(), b.len());
         a.iter()
             .zip(b)
