@@ -66,6 +66,13 @@ pub struct MelAugmentConfig {
     /// linearly interpolated, edges repeated): another animal's pitch, a resampled recording.
     /// The background is not shifted. 0 turns it off.
     pub freq_shift_bins: f32,
+    /// Probability of reverberating the labelled clip ([`reverberate`]): a far-off call in a
+    /// room, where a close-miked recording has none.
+    pub reverb_prob: f32,
+    /// Reverberation time (60 dB decay) in frames, uniform in this range.
+    pub reverb_rt60_frames: (f32, f32),
+    /// Direct-to-reverberant energy ratio in dB, uniform in this range.
+    pub reverb_drr_db: (f32, f32),
     /// Gain, uniform in this range.
     pub gain_db: (f32, f32),
     /// dB floor of the output (the front-end's `amin_power`).
@@ -89,6 +96,9 @@ impl MelAugmentConfig {
             band_limit_bins: (44, 60),
             tilt_db: 6.0,
             freq_shift_bins: 0.0,
+            reverb_prob: 0.0,
+            reverb_rt60_frames: (20.0, 100.0),
+            reverb_drr_db: (-3.0, 12.0),
             gain_db: (-30.0, 6.0),
             amin_power: 1e-10,
         }
@@ -105,6 +115,7 @@ impl MelAugmentConfig {
             ("background_prob", self.background_prob),
             ("noise_prob", self.noise_prob),
             ("band_limit_prob", self.band_limit_prob),
+            ("reverb_prob", self.reverb_prob),
         ] {
             if !(0.0..=1.0).contains(&p) {
                 return bad(format!("{n} must be in [0, 1], got {p}"));
@@ -115,6 +126,8 @@ impl MelAugmentConfig {
             ("noise_snr_db", self.noise_snr_db),
             ("noise_floor_dbfs", self.noise_floor_dbfs),
             ("gain_db", self.gain_db),
+            ("reverb_drr_db", self.reverb_drr_db),
+            ("reverb_rt60_frames", self.reverb_rt60_frames),
         ] {
             if !(lo.is_finite() && hi.is_finite() && lo <= hi) {
                 return bad(format!(
@@ -126,6 +139,12 @@ impl MelAugmentConfig {
         if a > b || b > self.n_mels {
             return bad(format!(
                 "band_limit_bins ({a}, {b}) must be ordered and <= n_mels"
+            ));
+        }
+        if self.reverb_rt60_frames.0 < 1.0 {
+            return bad(format!(
+                "reverb_rt60_frames must be >= 1 frame, got {:?}",
+                self.reverb_rt60_frames
             ));
         }
         if !(self.tilt_db.is_finite() && self.tilt_db >= 0.0 && self.amin_power > 0.0) {
@@ -160,6 +179,29 @@ pub fn shift_bins(x: &mut [f32], n_mels: usize, shift: f32) {
             let hi = (lo + 1).min(n_mels - 1);
             let t = pos - lo as f32;
             *v = src[lo] * (1.0 - t) + src[hi] * t;
+        }
+    }
+}
+
+/// Exponentially decaying reverberation of mel power `x` (frame-major, `n_mels` bins), in
+/// place: each frame's power also arrives in every later frame, `60 / rt60_frames` dB weaker per
+/// frame, scaled so the reverberant energy of an impulse is `drr_db` below its direct energy.
+/// Power adds (incoherent reflections); the tail of frames before the window is not known and
+/// not added.
+pub fn reverberate(x: &mut [f32], n_mels: usize, rt60_frames: f32, drr_db: f32) {
+    if n_mels == 0 || rt60_frames.is_nan() || rt60_frames < 1.0 {
+        return;
+    }
+    let a = 10f32.powf(-6.0 / rt60_frames);
+    // Sum over k >= 1 of a^k = a / (1 - a): the impulse's reverberant energy before scaling.
+    let wet = 10f32.powf(-drr_db / 10.0) * (1.0 - a) / a;
+    let mut tail = vec![0f32; n_mels];
+    let mut prev = vec![0f32; n_mels];
+    for f in x.chunks_exact_mut(n_mels) {
+        for ((t, p), v) in tail.iter_mut().zip(prev.iter_mut()).zip(f.iter_mut()) {
+            *t = a * (*t + *p);
+            *p = *v;
+            *v += wet * *t;
         }
     }
 }
@@ -313,6 +355,13 @@ impl<'a> MelSampler<'a> {
             let shift = self.rng.random_range(-s..=s);
             shift_bins(&mut x, m, shift);
         }
+        if self.cfg.reverb_prob > 0.0 && self.rng.random::<f32>() < self.cfg.reverb_prob {
+            let (lo, hi) = self.cfg.reverb_rt60_frames;
+            let rt60 = self.rng.random_range(lo..=hi);
+            let (lo, hi) = self.cfg.reverb_drr_db;
+            let drr = self.rng.random_range(lo..=hi);
+            reverberate(&mut x, m, rt60, drr);
+        }
         let p_sig = window_power(&x, m);
         let others: Vec<&MelClip> = self
             .backgrounds
@@ -429,6 +478,37 @@ mod tests {
         .unwrap();
         let mut b = MelSampler::new(&clips, &[1.0, 1.0, 0.0], &[2], noise, cfg, 3).unwrap();
         assert_eq!(a.sample().unwrap(), b.sample().unwrap());
+    }
+
+    #[test]
+    fn reverb_decays_by_the_rt60_and_keeps_the_direct_to_reverberant_ratio() {
+        // An impulse in frame 0 of 2 bins, 400 frames: the tail falls 60 dB in 20 frames and
+        // its energy is 6 dB below the direct frame's.
+        let (m, frames) = (2, 400);
+        let mut x = vec![0f32; m * frames];
+        x[0] = 1.0;
+        x[1] = 4.0;
+        reverberate(&mut x, m, 20.0, 6.0);
+        assert_eq!((x[0], x[1]), (1.0, 4.0), "the direct sound is unchanged");
+        let db = |v: f32| 10.0 * v.log10();
+        let drop = db(x[2 * m]) - db(x[22 * m]);
+        assert!(
+            (drop - 60.0).abs() < 1e-2,
+            "60 dB over 20 frames, got {drop}"
+        );
+        for bin in 0..m {
+            let tail: f32 = (1..frames).map(|f| x[f * m + bin]).sum();
+            let drr = db(x[bin] / tail);
+            assert!((drr - 6.0).abs() < 1e-2, "bin {bin}: DRR {drr} dB");
+        }
+        // Power only grows: reflections add.
+        let mut y = vec![3.0f32; m * 10];
+        reverberate(&mut y, m, 5.0, 0.0);
+        assert!(y.windows(2).all(|w| w[1] >= w[0] - 1e-6) && y[m * 9] > 3.0);
+        // Degenerate settings leave the input alone.
+        let mut z = vec![1.0f32; 4];
+        reverberate(&mut z, m, 0.5, 0.0);
+        assert_eq!(z, vec![1.0; 4]);
     }
 
     #[test]

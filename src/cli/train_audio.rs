@@ -125,6 +125,11 @@ pub struct Args {
     /// (another animal's pitch; the background is not shifted). 0 = off.
     #[arg(long, default_value_t = 0.0)]
     pub freq_shift_bins: f32,
+    /// With `--split source`: probability of reverberating a training clip (exponential decay
+    /// in the mel-power domain, RT60 0.2-1.0 s, direct-to-reverberant ratio -3 to 12 dB: a call
+    /// from across a room). 0 = off.
+    #[arg(long, default_value_t = 0.0)]
+    pub reverb_prob: f32,
 }
 
 /// The training settings both splits take from the command line (optimiser, schedule, label

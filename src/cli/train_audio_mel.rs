@@ -138,7 +138,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
 
     let mut aug = MelAugmentConfig::new(args.window_frames, fe.n_mels);
     aug.freq_shift_bins = args.freq_shift_bins;
-    aug.validate().context("--freq-shift-bins")?;
+    aug.reverb_prob = args.reverb_prob;
+    aug.validate()
+        .context("--freq-shift-bins or --reverb-prob")?;
     let mut sampler = MelSampler::new(
         &mel_clips,
         &weights,
