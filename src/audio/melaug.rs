@@ -512,6 +512,30 @@ mod tests {
     }
 
     #[test]
+    fn the_sampler_reverberates_when_asked() {
+        // One clip: a loud frame then silence. No background, noise, tilt or band limit.
+        let mut power = vec![0f32; 8 * 4];
+        power[..4].iter_mut().for_each(|v| *v = 1.0);
+        let clips = vec![MelClip { label: 0, power }];
+        let tail_db = |reverb_prob: f32| {
+            let mut cfg = MelAugmentConfig::new(8, 4);
+            (cfg.background_prob, cfg.noise_prob, cfg.band_limit_prob) = (0.0, 0.0, 0.0);
+            (cfg.tilt_db, cfg.gain_db, cfg.noise_floor_dbfs) = (0.0, (0.0, 0.0), (-100.0, -100.0));
+            (cfg.active_crop_prob, cfg.reverb_prob) = (1.0, reverb_prob);
+            cfg.band_limit_bins = (2, 4);
+            let mut s = MelSampler::new(&clips, &[1.0], &[], vec![1.0; 32], cfg, 5).unwrap();
+            let (x, _) = s.sample().unwrap();
+            let loud = (0..8)
+                .max_by(|&a, &b| x[a * 4].total_cmp(&x[b * 4]))
+                .unwrap();
+            // The frame right after the loud one (or the floor if the window ends there).
+            x.get((loud + 1) * 4).copied().unwrap_or(-100.0)
+        };
+        assert!(tail_db(0.0) <= -99.0, "dry: silence after the call");
+        assert!(tail_db(1.0) > -40.0, "reverberant: the call rings on");
+    }
+
+    #[test]
     fn shift_moves_a_peak_along_the_mel_axis_and_keeps_the_edges() {
         // One frame of 8 bins with a peak at bin 3 on a floor of 1.
         let mut x = vec![1.0, 1.0, 1.0, 9.0, 1.0, 1.0, 1.0, 2.0];
