@@ -424,7 +424,7 @@ fn shipped_model_loads_with_its_labels_and_front_end() -> anyhow::Result<()> {
     assert_eq!((model.window_frames(), model.n_mels()), (64, 64));
     assert_eq!(model.config().head, PoolingHead::Attention);
     assert_eq!(model.config().output, OutputKind::Sigmoid);
-    assert_eq!(model.config().backbone, Backbone::Plain);
+    assert_eq!(model.config().backbone, Backbone::MobileNet);
     // The model must have been trained on the front-end the detector runs.
     let fe: hlfp::audio::features::LogMelConfig = serde_json::from_str(&model.config().front_end)?;
     assert_eq!(fe, hlfp::audio::features::LogMelConfig::default());
