@@ -49,14 +49,21 @@ fn trained_looking_model(cfg: AudioClassifierConfig) -> anyhow::Result<AudioClas
     Ok(model)
 }
 
+/// `model` written to a temporary file and read back; the directory lives as long as the guard.
+fn save_and_load(
+    model: &AudioClassifier,
+) -> anyhow::Result<(AudioClassifier, tempfile::TempDir, std::path::PathBuf)> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("model.safetensors");
+    model.save(&path)?;
+    Ok((AudioClassifier::load(&path, &Device::Cpu)?, dir, path))
+}
+
 #[test]
 fn save_then_load_gives_identical_predictions_and_metadata() -> anyhow::Result<()> {
     let cfg = small_cfg();
     let model = trained_looking_model(cfg.clone())?;
-    let dir = tempfile::tempdir()?;
-    let path = dir.path().join("m.safetensors");
-    model.save(&path)?;
-    let loaded = AudioClassifier::load(&path, &Device::Cpu)?;
+    let (loaded, _dir, _) = save_and_load(&model)?;
     assert_eq!(loaded.labels(), cfg.labels.as_slice());
     assert_eq!(loaded.window_frames(), 32);
     assert_eq!(loaded.n_mels(), 16);
@@ -73,10 +80,7 @@ fn attention_head_round_trips_and_sums_frame_logits() -> anyhow::Result<()> {
     let mut cfg = small_cfg();
     cfg.head = PoolingHead::Attention;
     let model = trained_looking_model(cfg.clone())?;
-    let dir = tempfile::tempdir()?;
-    let path = dir.path().join("att.safetensors");
-    model.save(&path)?;
-    let loaded = AudioClassifier::load(&path, &Device::Cpu)?;
+    let (loaded, _dir, _) = save_and_load(&model)?;
     assert_eq!(loaded.config().head, PoolingHead::Attention);
     for w in random_windows(3, cfg.window_len(), 17) {
         let p = loaded.predict(&w)?;
@@ -107,10 +111,7 @@ fn band_mean_norm_round_trips_and_ignores_a_microphones_colouration() -> anyhow:
     cfg.head = PoolingHead::Attention;
     cfg.window_norm = WindowNorm::BandMean;
     let model = trained_looking_model(cfg.clone())?;
-    let dir = tempfile::tempdir()?;
-    let path = dir.path().join("band.safetensors");
-    model.save(&path)?;
-    let loaded = AudioClassifier::load(&path, &Device::Cpu)?;
+    let (loaded, _dir, _) = save_and_load(&model)?;
     assert_eq!(loaded.config().window_norm, WindowNorm::BandMean);
     cfg.window_norm = WindowNorm::None;
     let plain = trained_looking_model(cfg.clone())?;
@@ -145,10 +146,7 @@ fn sigmoid_output_round_trips_and_scores_each_label_on_its_own() -> anyhow::Resu
     cfg.head = PoolingHead::Attention;
     cfg.output = OutputKind::Sigmoid;
     let model = trained_looking_model(cfg.clone())?;
-    let dir = tempfile::tempdir()?;
-    let path = dir.path().join("sigmoid.safetensors");
-    model.save(&path)?;
-    let loaded = AudioClassifier::load(&path, &Device::Cpu)?;
+    let (loaded, _dir, _) = save_and_load(&model)?;
     assert_eq!(loaded.config().output, OutputKind::Sigmoid);
     // Each score is the sigmoid of its own logit: they need not sum to 1.
     for w in random_windows(3, cfg.window_len(), 29) {
@@ -222,10 +220,7 @@ fn mobilenet_backbone_round_trips_and_differs_from_plain() -> anyhow::Result<()>
     cfg.backbone = Backbone::MobileNet;
     cfg.head = PoolingHead::Attention;
     let model = trained_looking_model(cfg.clone())?;
-    let dir = tempfile::tempdir()?;
-    let path = dir.path().join("m.safetensors");
-    model.save(&path)?;
-    let loaded = AudioClassifier::load(&path, &Device::Cpu)?;
+    let (loaded, _dir, path) = save_and_load(&model)?;
     assert_eq!(loaded.config().backbone, Backbone::MobileNet);
     assert_eq!(loaded.config(), model.config());
     // Every inverted-residual weight and batch-norm statistic was written and read back.
