@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use futures::StreamExt;
-use hlfp::audio::classifier::AudioClassifier;
 use hlfp::audio::cues::CueConfig;
+use hlfp::audio::detector::WindowScorer as _;
+use hlfp::audio::ensemble::{self, Ensemble};
 use hlfp::node::audio::{
     classes_from_label_info, classes_from_model_config, config_check, AudioCore,
 };
@@ -42,8 +43,20 @@ fn main() -> anyhow::Result<()> {
     tracing::info!("audio input: {source} (input = {})", config.input);
 
     // The classifier and the mapping, loaded and validated as `hlfp listen` does.
-    let model_path = resolve_share_path(PACKAGE, &config.model_path);
-    let classifier = AudioClassifier::load(&model_path, &candle_core::Device::Cpu)
+    // One weights file, or several joined by `+` (an ensemble, as the CLI takes them); each
+    // part is resolved against the package share directory on its own.
+    let model_path: std::path::PathBuf = config
+        .model_path
+        .split(ensemble::SEPARATOR)
+        .map(|p| {
+            resolve_share_path(PACKAGE, p)
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect::<Vec<_>>()
+        .join(&ensemble::SEPARATOR.to_string())
+        .into();
+    let classifier = Ensemble::load(&model_path, &candle_core::Device::Cpu)
         .with_context(|| format!("loading model_path {}", model_path.display()))?;
     let mapping_path = resolve_share_path(PACKAGE, &config.mapping_file);
     let mapping = CueConfig::load(&mapping_path)

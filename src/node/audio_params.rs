@@ -75,7 +75,8 @@ pub struct AudioNodeConfig {
     pub sample_rate_hz: u32,
     /// `channels` (topic audio).
     pub channels: u32,
-    /// `model_path`.
+    /// `model_path`: one audio classifier weights file, or several joined by `+` (an ensemble:
+    /// scores averaged, `audio::ensemble`).
     pub model_path: String,
     /// `mapping_file`.
     pub mapping_file: String,
