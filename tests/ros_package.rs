@@ -360,7 +360,7 @@ fn launch_declares_the_arguments_and_wires_params_and_remappings() {
     let v = run_launch(
         py,
         r#"{"image_topic": "/camera/image_raw", "use_camera": "true", "camera_index": "2",
-            "model": "/tmp/m.safetensors", "device": "cuda:0", "namespace": "robot1",
+            "model": "my_models/m.safetensors", "device": "cuda:0", "namespace": "robot1",
             "audio_input": "topic", "with_audio": "true"}"#,
     );
     let vision = node(&v, "hlfp_node");
@@ -373,7 +373,7 @@ fn launch_declares_the_arguments_and_wires_params_and_remappings() {
     let overrides = vision["parameters"][1].as_object().unwrap();
     // use_camera, camera_index, device, and the model's weights with the config next to them.
     assert_eq!(overrides.len(), 5, "{overrides:?}");
-    assert_eq!(overrides["model_config"], "/tmp/m.json");
+    assert_eq!(overrides["model_config"], "my_models/m.json");
     // Every override is a real parameter with a valid value, applied by the node's own code.
     let mut cfg = VisionNodeConfig::default();
     for (name, value) in overrides {
@@ -388,12 +388,12 @@ fn launch_declares_the_arguments_and_wires_params_and_remappings() {
     }
     assert!(cfg.use_camera);
     assert_eq!(cfg.camera_index, 2);
-    assert_eq!(cfg.model_path, "/tmp/m.safetensors");
-    assert_eq!(cfg.model_config, "/tmp/m.json");
+    assert_eq!(cfg.model_path, "my_models/m.safetensors");
+    assert_eq!(cfg.model_config, "my_models/m.json");
     let audio = &node(&v, "audio_cue_node")["parameters"][1];
     assert_eq!(audio["input"], "topic");
     // The audio node checks cues against the model the vision node runs.
-    assert_eq!(audio["vision_model_config"], "/tmp/m.json");
+    assert_eq!(audio["vision_model_config"], "my_models/m.json");
     let mut a = hlfp::node::AudioNodeConfig::default();
     for (name, value) in audio.as_object().unwrap() {
         a.apply(name, &ParamValue::String(value.as_str().unwrap().into()))
