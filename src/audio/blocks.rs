@@ -49,7 +49,7 @@ impl Backbone {
 
 /// A bias-free kxk conv (`groups` = channels for a depthwise one) followed by batch norm: the
 /// vision model's layer ([`ConvBn`]), so the audio model trains on the same im2col conv and
-/// fused batch-norm kernels.
+/// fused batch-norm kernels. Its tensors live under `{prefix}.conv.weight` and `{prefix}.bn`.
 fn conv_bn(
     c_in: usize,
     c_out: usize,
@@ -57,12 +57,7 @@ fn conv_bn(
     groups: usize,
     vb: VarBuilder,
 ) -> candle_core::Result<ConvBn> {
-    let weight = vb.get_with_hints(
-        (c_out, c_in / groups, k, k),
-        "conv.weight",
-        candle_nn::init::DEFAULT_KAIMING_NORMAL,
-    )?;
-    let bn = candle_nn::batch_norm(c_out, 1e-5, vb.pp("bn"))?;
+    let (weight, bn) = ConvBn::load_weights(&vb, "conv", &[c_out, c_in / groups, k, k], "bn")?;
     Ok(ConvBn {
         weight,
         bn,
@@ -77,19 +72,7 @@ fn conv_bn(
 
 /// `c`'s weight and batch-norm tensors under `prefix`, as [`conv_bn`] reads them.
 fn conv_bn_tensors(c: &ConvBn, prefix: &str, out: &mut Vec<(String, Tensor)>) {
-    out.push((format!("{prefix}.conv.weight"), c.weight.clone()));
-    if let Some((w, b)) = c.bn.weight_and_bias() {
-        out.push((format!("{prefix}.bn.weight"), w.clone()));
-        out.push((format!("{prefix}.bn.bias"), b.clone()));
-    }
-    out.push((
-        format!("{prefix}.bn.running_mean"),
-        c.bn.running_mean().clone(),
-    ));
-    out.push((
-        format!("{prefix}.bn.running_var"),
-        c.bn.running_var().clone(),
-    ));
+    c.push_tensors(&format!("{prefix}.conv"), &format!("{prefix}.bn"), out);
 }
 
 /// 1x1 expand + ReLU, 3x3 depthwise + ReLU (+ 2x2 max-pool), 1x1 linear projection; the input

@@ -150,6 +150,41 @@ pub struct ConvBn {
 }
 
 impl ConvBn {
+    /// The conv weight `{conv}.weight` of `shape` (`[cout, cin/groups, k, k]`, Kaiming-normal
+    /// when created) and the BatchNorm under `bn`, read from (or created in) `vb`.
+    pub fn load_weights(
+        vb: &candle_nn::VarBuilder,
+        conv: &str,
+        shape: &[usize],
+        bn: &str,
+    ) -> candle_core::Result<(Tensor, BatchNorm)> {
+        let weight = vb.get_with_hints(
+            shape.to_vec(),
+            &format!("{conv}.weight"),
+            candle_nn::init::DEFAULT_KAIMING_NORMAL,
+        )?;
+        let cout = *shape
+            .first()
+            .ok_or_else(|| candle_core::Error::Msg(format!("{conv}: empty weight shape")))?;
+        Ok((weight, candle_nn::batch_norm(cout, BN_EPS, vb.pp(bn))?))
+    }
+
+    /// The conv weight and BatchNorm tensors (running statistics included) under the names
+    /// [`Self::load_weights`] reads.
+    pub fn push_tensors(&self, conv: &str, bn: &str, out: &mut impl Extend<(String, Tensor)>) {
+        out.extend([(format!("{conv}.weight"), self.weight.clone())]);
+        if let Some((w, b)) = self.bn.weight_and_bias() {
+            out.extend([
+                (format!("{bn}.weight"), w.clone()),
+                (format!("{bn}.bias"), b.clone()),
+            ]);
+        }
+        out.extend([
+            (format!("{bn}.running_mean"), self.bn.running_mean().clone()),
+            (format!("{bn}.running_var"), self.bn.running_var().clone()),
+        ]);
+    }
+
     /// The convolution alone, in [`Self::compute`] precision, output in the BatchNorm's dtype.
     fn conv_only(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let f = self.bn.running_mean().dtype();

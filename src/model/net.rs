@@ -2,7 +2,7 @@
 //! cache; [`HlfpModel`] is its autograd (BatchNorm) form.
 
 use super::blocks::{gain_tensor, stem_forward, Block, Head};
-use super::layers::{unit_rows, ConvBn, ConvLayer, BN_EPS};
+use super::layers::{unit_rows, ConvBn, ConvLayer};
 use super::spec::{ConvDesc, NetSpec, UnitSpace};
 use super::{Architecture, ModelConfig, Selection, Variant};
 use crate::error::CandleContext;
@@ -370,15 +370,8 @@ impl HlfpModel {
         }
         let spec = NetSpec::new(cfg)?;
         let conv = |d: &ConvDesc| -> Result<ConvBn> {
-            let weight = vb
-                .get_with_hints(
-                    d.shape.to_vec(),
-                    &format!("{}.weight", d.conv),
-                    candle_nn::init::DEFAULT_KAIMING_NORMAL,
-                )
-                .ctx(format!("loading {}.weight", d.conv))?;
-            let bn = candle_nn::batch_norm(d.shape[0], BN_EPS, vb.pp(&d.bn))
-                .ctx(format!("loading {}", d.bn))?;
+            let (weight, bn) = ConvBn::load_weights(&vb, &d.conv, &d.shape, &d.bn)
+                .ctx(format!("loading {}.weight and {}", d.conv, d.bn))?;
             let groups = if d.grouped {
                 d.units.map_or(1, |u| u.n)
             } else {
@@ -476,18 +469,7 @@ impl HlfpModel {
     /// Every tensor under its docs/WEIGHTS.md name (current running statistics included).
     pub fn named_tensors(&self) -> HashMap<String, Tensor> {
         let mut out = HashMap::new();
-        let mut conv = |l: &ConvBn, d: &ConvDesc| {
-            out.insert(format!("{}.weight", d.conv), l.weight.clone());
-            if let Some((w, b)) = l.bn.weight_and_bias() {
-                out.insert(format!("{}.weight", d.bn), w.clone());
-                out.insert(format!("{}.bias", d.bn), b.clone());
-            }
-            out.insert(
-                format!("{}.running_mean", d.bn),
-                l.bn.running_mean().clone(),
-            );
-            out.insert(format!("{}.running_var", d.bn), l.bn.running_var().clone());
-        };
+        let mut conv = |l: &ConvBn, d: &ConvDesc| l.push_tensors(&d.conv, &d.bn, &mut out);
         let net = &self.net;
         conv(&net.stem, &net.spec.stem);
         let blocks = net
