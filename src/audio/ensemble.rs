@@ -77,6 +77,10 @@ impl WindowScorer for Ensemble {
     }
 
     fn score(&mut self, window: &[f32]) -> Result<Vec<f32>> {
+        // One model (every CLI path's usual case): its scores, no copy per window.
+        if let [only] = self.members.as_slice() {
+            return only.predict(window);
+        }
         let mut sum = self.members[0].predict(window)?;
         for m in &self.members[1..] {
             for (s, v) in sum.iter_mut().zip(m.predict(window)?) {
