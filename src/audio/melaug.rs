@@ -16,6 +16,9 @@ pub struct MelClip {
     pub label: usize,
     /// Mel power (not dB) per frame and bin.
     pub power: Vec<f32>,
+    /// Drawing weight among the clips of its label, and among the backgrounds (> 0, any scale;
+    /// 1 for every clip = each clip alike).
+    pub weight: f64,
 }
 
 impl MelClip {
@@ -24,7 +27,13 @@ impl MelClip {
         Self {
             label,
             power: db.iter().map(|&v| 10f32.powf(v / 10.0)).collect(),
+            weight: 1.0,
         }
+    }
+
+    /// The same clip drawn with `weight` (see [`MelClip::weight`]).
+    pub fn with_weight(self, weight: f64) -> Self {
+        Self { weight, ..self }
     }
 
     /// Frames in the clip for `n_mels` bins.
@@ -212,10 +221,40 @@ fn window_power(x: &[f32], n_mels: usize) -> f64 {
     x.iter().map(|&v| v as f64).sum::<f64>() / frames as f64
 }
 
+/// Cumulative drawing weights of `clips`, or `None` when they all weigh the same.
+fn cumulative_if_uneven(clips: &[&MelClip]) -> Option<Vec<f64>> {
+    let first = clips.first()?.weight;
+    if clips.iter().all(|c| c.weight == first) {
+        return None;
+    }
+    let mut acc = 0.0;
+    Some(
+        clips
+            .iter()
+            .map(|c| {
+                acc += c.weight;
+                acc
+            })
+            .collect(),
+    )
+}
+
+/// An index drawn in proportion to the steps of the cumulative weights `cum` (not empty).
+fn draw_cumulative(rng: &mut StdRng, cum: &[f64]) -> usize {
+    let total = cum.last().copied().unwrap_or(0.0);
+    let r = rng.random_range(0.0..total);
+    cum.iter()
+        .position(|&c| r < c)
+        .unwrap_or(cum.len().saturating_sub(1))
+}
+
 /// Draws augmented log-mel windows (dB) from mel clips, class-weighted, from one seeded RNG.
 pub struct MelSampler<'a> {
     cfg: MelAugmentConfig,
     by_label: Vec<Vec<&'a MelClip>>,
+    /// Per label, the cumulative clip weights, or `None` when its clips weigh alike (drawn
+    /// uniformly: the same draws as before clips had weights).
+    clip_cum: Vec<Option<Vec<f64>>>,
     /// Cumulative label weights for drawing a label.
     cum_weights: Vec<f64>,
     backgrounds: Vec<&'a MelClip>,
@@ -249,11 +288,18 @@ impl<'a> MelSampler<'a> {
                     cfg.n_mels
                 )));
             }
+            if !(c.weight.is_finite() && c.weight > 0.0) {
+                return Err(Error::BadInput(format!(
+                    "mel clip of label {} has drawing weight {}; it must be finite and > 0",
+                    c.label, c.weight
+                )));
+            }
             by_label
                 .get_mut(c.label)
                 .ok_or_else(|| Error::BadInput(format!("clip label {} of {n}", c.label)))?
                 .push(c);
         }
+        let clip_cum = by_label.iter().map(|cs| cumulative_if_uneven(cs)).collect();
         let mut cum_weights = Vec::with_capacity(n);
         let mut acc = 0.0;
         for (l, &w) in label_weights.iter().enumerate() {
@@ -282,6 +328,7 @@ impl<'a> MelSampler<'a> {
         Ok(Self {
             cfg,
             by_label,
+            clip_cum,
             cum_weights,
             backgrounds,
             unit_noise,
@@ -345,8 +392,13 @@ impl<'a> MelSampler<'a> {
             .iter()
             .position(|&c| r < c)
             .unwrap_or(self.cum_weights.len() - 1);
-        let clips = &self.by_label[label];
-        let clip = clips[self.rng.random_range(0..clips.len())];
+        let clip = match &self.clip_cum[label] {
+            None => {
+                let clips = &self.by_label[label];
+                clips[self.rng.random_range(0..clips.len())]
+            }
+            Some(cum) => self.by_label[label][draw_cumulative(&mut self.rng, cum)],
+        };
         let active = self.rng.random::<f32>() < self.cfg.active_crop_prob;
         let mut x = self.crop(&clip.power, active);
         let m = self.cfg.n_mels;
@@ -370,7 +422,10 @@ impl<'a> MelSampler<'a> {
             .copied()
             .collect();
         if !others.is_empty() && self.rng.random::<f32>() < self.cfg.background_prob {
-            let bg = others[self.rng.random_range(0..others.len())];
+            let bg = match cumulative_if_uneven(&others) {
+                None => others[self.rng.random_range(0..others.len())],
+                Some(cum) => others[draw_cumulative(&mut self.rng, &cum)],
+            };
             let b = self.crop(&bg.power, false);
             let p_bg = window_power(&b, m);
             let (lo, hi) = self.cfg.background_snr_db;
@@ -437,6 +492,7 @@ mod tests {
         MelClip {
             label,
             power: vec![level; frames * 4],
+            weight: 1.0,
         }
     }
 
@@ -516,7 +572,11 @@ mod tests {
         // One clip: a loud frame then silence. No background, noise, tilt or band limit.
         let mut power = vec![0f32; 8 * 4];
         power[..4].iter_mut().for_each(|v| *v = 1.0);
-        let clips = vec![MelClip { label: 0, power }];
+        let clips = vec![MelClip {
+            label: 0,
+            power,
+            weight: 1.0,
+        }];
         let tail_db = |reverb_prob: f32| {
             let mut cfg = MelAugmentConfig::new(8, 4);
             (cfg.background_prob, cfg.noise_prob, cfg.band_limit_prob) = (0.0, 0.0, 0.0);
@@ -565,15 +625,49 @@ mod tests {
     #[test]
     fn bad_weights_and_clips_are_refused() {
         let clips = vec![clip(0, 30, 1.0)];
-        let cfg = MelAugmentConfig::new(16, 4);
+        let mut cfg = MelAugmentConfig::new(16, 4);
+        cfg.band_limit_bins = (2, 4);
         let noise = vec![1.0; 40 * 4];
+        // The good case is accepted, so each refusal below is for its own reason.
+        assert!(MelSampler::new(&clips, &[1.0], &[], noise.clone(), cfg.clone(), 1).is_ok());
         assert!(MelSampler::new(&clips, &[1.0, 1.0], &[], noise.clone(), cfg.clone(), 1).is_err());
         assert!(MelSampler::new(&clips, &[0.0], &[], noise.clone(), cfg.clone(), 1).is_err());
         assert!(MelSampler::new(&clips, &[1.0], &[], vec![1.0; 8], cfg.clone(), 1).is_err());
         let odd = vec![MelClip {
             label: 0,
             power: vec![1.0; 7],
+            weight: 1.0,
         }];
-        assert!(MelSampler::new(&odd, &[1.0], &[], noise, cfg, 1).is_err());
+        assert!(MelSampler::new(&odd, &[1.0], &[], noise.clone(), cfg.clone(), 1).is_err());
+        for w in [0.0, -1.0, f64::NAN] {
+            let bad = vec![clip(0, 30, 1e-2).with_weight(w)];
+            let err = match MelSampler::new(&bad, &[1.0], &[], noise.clone(), cfg.clone(), 1) {
+                Ok(_) => panic!("weight {w} accepted"),
+                Err(e) => e.to_string(),
+            };
+            assert!(err.contains("drawing weight"), "{w}: {err}");
+        }
+    }
+
+    #[test]
+    fn clips_are_drawn_in_proportion_to_their_weights() {
+        // Label 0: a quiet clip of weight 3 and a loud one of weight 1. Nothing but gain-free
+        // cropping, so a window's level tells which clip it came from.
+        let clips = vec![
+            clip(0, 16, 1e-6).with_weight(3.0),
+            clip(0, 16, 1e-2).with_weight(1.0),
+        ];
+        let mut cfg = MelAugmentConfig::new(16, 4);
+        (cfg.background_prob, cfg.noise_prob, cfg.band_limit_prob) = (0.0, 0.0, 0.0);
+        (cfg.tilt_db, cfg.gain_db, cfg.noise_floor_dbfs) = (0.0, (0.0, 0.0), (-100.0, -100.0));
+        cfg.band_limit_bins = (2, 4);
+        let mut s = MelSampler::new(&clips, &[1.0], &[], vec![1.0; 64], cfg, 9).unwrap();
+        let n = 4000;
+        let quiet = (0..n).filter(|_| s.sample().unwrap().0[0] < -40.0).count();
+        let share = quiet as f64 / n as f64;
+        assert!(
+            (share - 0.75).abs() < 0.03,
+            "quiet clip drawn {share} of the time"
+        );
     }
 }

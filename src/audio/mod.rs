@@ -12,6 +12,7 @@ pub mod ensemble;
 pub mod eval;
 pub mod features;
 pub mod melaug;
+pub mod mixstyle;
 pub mod pipeline;
 pub mod resample;
 pub mod sources;

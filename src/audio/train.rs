@@ -13,6 +13,7 @@ use super::augment::{
     SpecAugmentConfig,
 };
 use super::classifier::{AudioClassifier, AudioClassifierConfig, FeatureNorm};
+use super::mixstyle::{freq_mixstyle, FreqMixStyleConfig};
 use crate::error::{CandleContext, Error, Result};
 
 /// The front-end as the trainer sees it: samples in, `frames x n_mels` log-mel values out.
@@ -167,6 +168,9 @@ pub struct TrainAudioConfig {
     /// Mixup of training windows with windows of other labels in the same batch (before
     /// SpecAugment), trained against the mixed soft targets; its own RNG stream too.
     pub mixup: MixupConfig,
+    /// Frequency-wise MixStyle across the batch (after mixup, before SpecAugment); its own RNG
+    /// stream as well.
+    pub freq_mixstyle: FreqMixStyleConfig,
 }
 
 impl TrainAudioConfig {
@@ -188,6 +192,7 @@ impl TrainAudioConfig {
             augment: AudioAugmentConfig::new(window_samples),
             spec_augment: SpecAugmentConfig::off(),
             mixup: MixupConfig::off(),
+            freq_mixstyle: FreqMixStyleConfig::off(),
         }
     }
 }
@@ -377,6 +382,7 @@ pub fn train_with(
     cfg.spec_augment
         .validate(model_cfg.window_frames, model_cfg.n_mels)?;
     cfg.mixup.validate()?;
+    cfg.freq_mixstyle.validate()?;
     let n_labels = model_cfg.labels.len();
     let window_len = model_cfg.window_len();
 
@@ -402,6 +408,10 @@ pub fn train_with(
     let mut mix_rng = {
         use rand::SeedableRng;
         rand::rngs::StdRng::seed_from_u64(cfg.seed ^ 0x0031_C0DE)
+    };
+    let mut style_rng = {
+        use rand::SeedableRng;
+        rand::rngs::StdRng::seed_from_u64(cfg.seed ^ 0x00F5_7E1E)
     };
 
     let varmap = VarMap::new();
@@ -440,6 +450,9 @@ pub fn train_with(
         } else {
             None
         };
+        if cfg.freq_mixstyle.is_active() {
+            freq_mixstyle(&mut xs, frames, n_mels, &cfg.freq_mixstyle, &mut style_rng)?;
+        }
         if cfg.spec_augment.is_active() {
             for w in xs.chunks_exact_mut(window_len) {
                 spec_augment(

@@ -11,6 +11,7 @@ use candle_core::Device;
 use hlfp::audio::augment::{MixupConfig, SpecAugmentConfig};
 use hlfp::audio::classifier::{AudioClassifier, AudioClassifierConfig};
 use hlfp::audio::features::{LogMel, LogMelConfig};
+use hlfp::audio::mixstyle::FreqMixStyleConfig;
 use hlfp::audio::train::{self, Clip, ClipEvalReport, ClipRef, TrainAudioConfig};
 
 /// Arguments of `hlfp train-audio`.
@@ -130,6 +131,20 @@ pub struct Args {
     /// from across a room). 0 = off.
     #[arg(long, default_value_t = 0.0)]
     pub reverb_prob: f32,
+    /// Frequency-wise MixStyle: probability that a training window takes per-mel-bin level and
+    /// spread between its own and another window's of the batch (a recording setup's
+    /// colouring, mixed so the network learns the sound instead). 0 = off.
+    #[arg(long, default_value_t = 0.0)]
+    pub freq_mixstyle_prob: f32,
+    /// Frequency-wise MixStyle: the window's own share of the statistics is Beta(alpha, alpha).
+    #[arg(long, default_value_t = 0.3)]
+    pub freq_mixstyle_alpha: f32,
+    /// With `--split source`: a training clip's drawing weight among the clips of its label is
+    /// proportional to (clips of its label from its source)^(this - 1), so a source with n clips
+    /// is drawn in proportion to n^this. 1 = every clip alike (large sources dominate), 0 = every
+    /// source alike, 0.5 = in proportion to the square root of its size.
+    #[arg(long, default_value_t = 1.0)]
+    pub source_weight_power: f64,
 }
 
 /// The training settings both splits take from the command line (optimiser, schedule, label
@@ -166,6 +181,13 @@ pub fn train_config(
     cfg.mixup
         .validate()
         .context("--mixup-prob / --mixup-min-weight")?;
+    cfg.freq_mixstyle = FreqMixStyleConfig {
+        prob: args.freq_mixstyle_prob,
+        alpha: args.freq_mixstyle_alpha,
+    };
+    cfg.freq_mixstyle
+        .validate()
+        .context("--freq-mixstyle-prob / --freq-mixstyle-alpha")?;
     Ok(cfg)
 }
 
@@ -631,6 +653,17 @@ fn render_card(c: &CardInput) -> String {
              window's log-mel values mixed with those of a window of another label from the same \
              batch, own weight U({}, 1), soft targets weighted alike (then label smoothing).",
             c.cfg.mixup.prob, c.cfg.mixup.min_weight
+        );
+    }
+    let ms = &c.cfg.freq_mixstyle;
+    if ms.is_active() {
+        let _ = writeln!(
+            s,
+            "- Frequency-wise MixStyle (`hlfp::audio::mixstyle`, after mixup, before SpecAugment), \
+             with p = {}: the window's per-mel-bin mean and deviation over time replaced by a mix \
+             of its own and another batch window's, own share Beta({a}, {a}).",
+            ms.prob,
+            a = ms.alpha
         );
     }
     let _ = writeln!(

@@ -43,6 +43,31 @@ fn unit_noise_power(fe: &LogMelConfig, seconds: usize) -> anyhow::Result<Vec<f32
     Ok(MelClip::from_db(0, &log_mel(&noise, fe)?).power)
 }
 
+/// Every clip weighted by (clips of its label from its source)^(power - 1), so that each
+/// source of a label is drawn in proportion to its size^power (`--source-weight-power`).
+fn source_weighted(
+    clips: Vec<MelClip>,
+    sources: &[&str],
+    power: f64,
+) -> anyhow::Result<Vec<MelClip>> {
+    if !(0.0..=1.0).contains(&power) {
+        bail!("--source-weight-power must be in [0, 1], got {power}");
+    }
+    let mut per_source: BTreeMap<(usize, &str), usize> = BTreeMap::new();
+    for (c, s) in clips.iter().zip(sources) {
+        *per_source.entry((c.label, s)).or_default() += 1;
+    }
+    Ok(clips
+        .into_iter()
+        .zip(sources)
+        .map(|(c, s)| {
+            let n = per_source[&(c.label, *s)] as f64;
+            let w = n.powf(power - 1.0);
+            c.with_weight(w)
+        })
+        .collect())
+}
+
 pub fn run(args: &Args) -> anyhow::Result<()> {
     let started = Instant::now();
     let fe = LogMelConfig::default();
@@ -75,6 +100,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     // clips as waveforms for the window evaluation.
     let label_ix = |l: &str| labels.iter().position(|x| x == l).unwrap_or(0);
     let mut mel_clips = Vec::new();
+    let mut mel_sources: Vec<&str> = Vec::new();
     let mut eval_val = Vec::new();
     let mut eval_test = Vec::new();
     for ((c, path), s) in clips.iter().zip(&split) {
@@ -84,6 +110,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                 let db = log_mel(&samples, &fe)?;
                 if !db.is_empty() {
                     mel_clips.push(MelClip::from_db(label_ix(&c.label), &db));
+                    mel_sources.push(&c.source);
                 }
             }
             Split::Validation | Split::Test => {
@@ -100,6 +127,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             }
         }
     }
+    let mel_clips = source_weighted(mel_clips, &mel_sources, args.source_weight_power)?;
     let mut n_train = vec![0usize; labels.len()];
     mel_clips.iter().for_each(|c| n_train[c.label] += 1);
     let weights: Vec<f64> = labels
@@ -281,4 +309,31 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         val_path.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_of_a_label_are_drawn_in_proportion_to_size_to_the_power() {
+        // Label 0: four clips of source a, one of b; label 1: one clip of a.
+        let clip = |label| MelClip::from_db(label, &[0.0; 4]);
+        let clips = vec![clip(0), clip(0), clip(0), clip(0), clip(0), clip(1)];
+        let sources = ["a", "a", "a", "a", "b", "a"];
+        let share = |power: f64| {
+            let w = source_weighted(clips.clone(), &sources, power).unwrap();
+            let a: f64 = w[..4].iter().map(|c| c.weight).sum();
+            (a / (a + w[4].weight), w[5].weight)
+        };
+        assert_eq!(share(1.0), (0.8, 1.0), "every clip alike");
+        assert_eq!(share(0.0), (0.5, 1.0), "every source alike");
+        let (a, lone) = share(0.5);
+        assert!(
+            (a - 2.0 / 3.0).abs() < 1e-12 && lone == 1.0,
+            "sqrt(4) : sqrt(1)"
+        );
+        let err = source_weighted(clips.clone(), &sources, 1.5).unwrap_err();
+        assert!(err.to_string().contains("--source-weight-power"), "{err}");
+    }
 }
