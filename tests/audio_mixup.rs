@@ -4,14 +4,12 @@
 
 use candle_core::{Device, Tensor};
 use hlfp::audio::augment::{mixup_batch, MixupConfig};
-use hlfp::audio::train::{
-    binary_cross_entropy, smoothed_cross_entropy, soft_cross_entropy, TrainAudioConfig,
-};
+use hlfp::audio::train::{binary_cross_entropy, smoothed_cross_entropy, soft_cross_entropy};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 mod audio_util;
-use audio_util::{train_probe, WINDOW_SAMPLES};
+use audio_util::{assert_train_applies, OptionCase};
 
 const LEN: usize = 6;
 const LABELS: usize = 4;
@@ -218,31 +216,20 @@ fn binary_cross_entropy_matches_the_formula_and_survives_large_logits() -> anyho
 
 // --- wiring into `train` ---
 
-fn train_once(mixup: MixupConfig) -> anyhow::Result<Vec<f32>> {
-    train_probe(|cfg| cfg.mixup = mixup)
-}
-
 #[test]
 fn train_applies_mixup_reproducibly_and_refuses_bad_settings() -> anyhow::Result<()> {
-    assert_eq!(
-        TrainAudioConfig::new(WINDOW_SAMPLES).mixup,
-        MixupConfig::off(),
-        "the recipe's default"
-    );
-    let on = MixupConfig {
-        prob: 1.0,
+    let with_prob = |prob| MixupConfig {
+        prob,
         min_weight: 0.5,
     };
-    let plain = train_once(MixupConfig::off())?;
-    let mixed = train_once(on.clone())?;
-    assert_ne!(plain, mixed, "mixup changed nothing in training");
-    assert_eq!(mixed, train_once(on)?);
-    let err = train_once(MixupConfig {
-        prob: -1.0,
-        min_weight: 0.5,
-    })
-    .expect_err("negative probability")
-    .to_string();
-    assert!(err.contains("mixup prob must be in [0, 1]"), "{err}");
-    Ok(())
+    assert_train_applies(
+        OptionCase {
+            default: MixupConfig::off(),
+            off: MixupConfig::off(),
+            on: with_prob(1.0),
+            bad: (with_prob(-1.0), "mixup prob must be in [0, 1]"),
+        },
+        |cfg| cfg.mixup.clone(),
+        |cfg, v| cfg.mixup = v,
+    )
 }

@@ -61,3 +61,40 @@ pub fn train_probe(configure: impl FnOnce(&mut TrainAudioConfig)) -> anyhow::Res
         .collect();
     Ok(m.predict(&features(&probe)?)?)
 }
+
+/// How one training option is checked end to end by [`assert_train_applies`].
+pub struct OptionCase<T> {
+    /// What the recipe (`TrainAudioConfig::new`) sets.
+    pub default: T,
+    /// The option switched off.
+    pub off: T,
+    /// The option switched on, strongly enough to change a 3-step run.
+    pub on: T,
+    /// A setting `train` must refuse, and a part of its message.
+    pub bad: (T, &'static str),
+}
+
+/// `train` leaves the option off by default, uses it when on (the trained weights differ),
+/// reproduces it from the seed, and refuses the bad setting with a message that names it.
+/// `set` writes the option into a config (and whatever else the check needs).
+pub fn assert_train_applies<T: Clone + PartialEq + std::fmt::Debug>(
+    case: OptionCase<T>,
+    get: impl Fn(&TrainAudioConfig) -> T,
+    set: impl Fn(&mut TrainAudioConfig, T),
+) -> anyhow::Result<()> {
+    assert_eq!(
+        get(&TrainAudioConfig::new(WINDOW_SAMPLES)),
+        case.default,
+        "the recipe's default"
+    );
+    let once = |v: T| train_probe(|cfg| set(cfg, v));
+    let plain = once(case.off)?;
+    let with = once(case.on.clone())?;
+    assert_ne!(plain, with, "the option changed nothing in training");
+    assert_eq!(with, once(case.on)?, "the same seed gave another model");
+    let err = once(case.bad.0)
+        .expect_err("the bad setting was accepted")
+        .to_string();
+    assert!(err.contains(case.bad.1), "{err}");
+    Ok(())
+}
