@@ -248,6 +248,14 @@ fn draw_cumulative(rng: &mut StdRng, cum: &[f64]) -> usize {
         .unwrap_or(cum.len().saturating_sub(1))
 }
 
+/// One of `clips` (not empty): uniformly when `cum` is `None`, else by its cumulative weights.
+fn draw_clip<'c>(rng: &mut StdRng, clips: &[&'c MelClip], cum: Option<&[f64]>) -> &'c MelClip {
+    match cum {
+        None => clips[rng.random_range(0..clips.len())],
+        Some(cum) => clips[draw_cumulative(rng, cum)],
+    }
+}
+
 /// Draws augmented log-mel windows (dB) from mel clips, class-weighted, from one seeded RNG.
 pub struct MelSampler<'a> {
     cfg: MelAugmentConfig,
@@ -385,20 +393,12 @@ impl<'a> MelSampler<'a> {
 
     /// One augmented window (dB, `window_frames x n_mels`) and its label.
     pub fn sample(&mut self) -> Result<(Vec<f32>, usize)> {
-        let total = *self.cum_weights.last().unwrap_or(&0.0);
-        let r = self.rng.random_range(0.0..total);
-        let label = self
-            .cum_weights
-            .iter()
-            .position(|&c| r < c)
-            .unwrap_or(self.cum_weights.len() - 1);
-        let clip = match &self.clip_cum[label] {
-            None => {
-                let clips = &self.by_label[label];
-                clips[self.rng.random_range(0..clips.len())]
-            }
-            Some(cum) => self.by_label[label][draw_cumulative(&mut self.rng, cum)],
-        };
+        let label = draw_cumulative(&mut self.rng, &self.cum_weights);
+        let clip = draw_clip(
+            &mut self.rng,
+            &self.by_label[label],
+            self.clip_cum[label].as_deref(),
+        );
         let active = self.rng.random::<f32>() < self.cfg.active_crop_prob;
         let mut x = self.crop(&clip.power, active);
         let m = self.cfg.n_mels;
@@ -422,10 +422,8 @@ impl<'a> MelSampler<'a> {
             .copied()
             .collect();
         if !others.is_empty() && self.rng.random::<f32>() < self.cfg.background_prob {
-            let bg = match cumulative_if_uneven(&others) {
-                None => others[self.rng.random_range(0..others.len())],
-                Some(cum) => others[draw_cumulative(&mut self.rng, &cum)],
-            };
+            let cum = cumulative_if_uneven(&others);
+            let bg = draw_clip(&mut self.rng, &others, cum.as_deref());
             let b = self.crop(&bg.power, false);
             let p_bg = window_power(&b, m);
             let (lo, hi) = self.cfg.background_snr_db;
