@@ -53,6 +53,13 @@ fn source_weighted(
     if !(0.0..=1.0).contains(&power) {
         bail!("--source-weight-power must be in [0, 1], got {power}");
     }
+    if clips.len() != sources.len() {
+        bail!(
+            "{} training clips but {} sources",
+            clips.len(),
+            sources.len()
+        );
+    }
     let mut per_source: BTreeMap<(usize, &str), usize> = BTreeMap::new();
     for (c, s) in clips.iter().zip(sources) {
         *per_source.entry((c.label, s)).or_default() += 1;
@@ -335,5 +342,10 @@ mod tests {
         );
         let err = source_weighted(clips.clone(), &sources, 1.5).unwrap_err();
         assert!(err.to_string().contains("--source-weight-power"), "{err}");
+        let err = source_weighted(clips.clone(), &sources[..2], 1.0).unwrap_err();
+        assert!(
+            err.to_string().contains("6 training clips but 2 sources"),
+            "{err}"
+        );
     }
 }
