@@ -43,19 +43,15 @@ fn main() -> anyhow::Result<()> {
     tracing::info!("audio input: {source} (input = {})", config.input);
 
     // The classifier and the mapping, loaded and validated as `hlfp listen` does.
-    // One weights file, or several joined by `+` (an ensemble, as the CLI takes them); each
-    // part is resolved against the package share directory on its own.
-    let model_path: std::path::PathBuf = config
-        .model_path
-        .split(ensemble::SEPARATOR)
-        .map(|p| {
-            resolve_share_path(PACKAGE, p)
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect::<Vec<_>>()
-        .join(&ensemble::SEPARATOR.to_string())
-        .into();
+    // One weights file, or several joined by `+` (an ensemble, as the CLI takes them, members
+    // optionally prefixed by the labels they own, `cat@`); each file is resolved against the
+    // package share directory on its own.
+    let model_path: std::path::PathBuf = ensemble::map_paths(&config.model_path, |p| {
+        resolve_share_path(PACKAGE, p)
+            .to_string_lossy()
+            .into_owned()
+    })
+    .into();
     let classifier = Ensemble::load(&model_path, &candle_core::Device::Cpu)
         .with_context(|| format!("loading model_path {}", model_path.display()))?;
     let mapping_path = resolve_share_path(PACKAGE, &config.mapping_file);

@@ -24,7 +24,8 @@ pub struct Args {
     /// One JSON object per line.
     #[arg(long)]
     pub json: bool,
-    /// Audio classifier weights (several joined by `+` are an ensemble: scores averaged).
+    /// Audio classifier weights (several joined by `+` are an ensemble: scores averaged;
+    /// `cat@a.safetensors+b.safetensors`: a alone scores cat, b the other labels).
     #[arg(long, default_value = "models/audio_cues.safetensors")]
     pub model: PathBuf,
     /// Cue mapping and detector settings.
@@ -36,7 +37,7 @@ pub struct Args {
 }
 
 /// Load the audio classifier as a window scorer: one weights file, or several joined by `+`
-/// whose scores are averaged ([`hlfp::audio::ensemble::Ensemble`]).
+/// whose scores are averaged or routed by label ([`hlfp::audio::ensemble::Ensemble`]).
 pub fn load_scorer(model: &Path) -> anyhow::Result<Box<dyn WindowScorer + Send>> {
     let e = hlfp::audio::ensemble::Ensemble::load(model, &candle_core::Device::Cpu)
         .with_context(|| format!("loading the audio classifier {}", model.display()))?;

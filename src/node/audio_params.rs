@@ -76,7 +76,8 @@ pub struct AudioNodeConfig {
     /// `channels` (topic audio).
     pub channels: u32,
     /// `model_path`: one audio classifier weights file, or several joined by `+` (an ensemble:
-    /// scores averaged, `audio::ensemble`).
+    /// scores averaged, `audio::ensemble`; `cat@long.safetensors+short.safetensors` has the
+    /// first file alone score `cat`).
     pub model_path: String,
     /// `mapping_file`.
     pub mapping_file: String,
