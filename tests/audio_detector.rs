@@ -36,18 +36,25 @@ fn run(
     let labels: Vec<&str> = ["a", "b"][..rows[0].len()].to_vec();
     let fcfg = LogMelConfig::default();
     let mut det = Detector::new(cfg, &fcfg, ScriptedScorer::new(&labels, W, rows)).unwrap();
+    let events = feed(&mut det, n_windows, amp);
+    (events, det)
+}
+
+/// Push `n_windows` windows of a tone of amplitude `amp` through a fresh stream of `det`.
+fn feed(det: &mut Detector<ScriptedScorer>, n_windows: usize, amp: f64) -> Vec<SoundEvent> {
     let n_frames = W + 2 * (n_windows - 1);
     let x = tone(16_000, 440.0, amp, (n_frames - 1) * 160 + 512);
-    let mut lm = LogMel::new(fcfg).unwrap();
+    let mut lm = LogMel::new(LogMelConfig::default()).unwrap();
     let mut frames = Vec::new();
     let mut events = Vec::new();
+    let before = det.stats().windows as usize;
     for chunk in x.chunks(333) {
         frames.clear();
         lm.process(chunk, &mut frames);
         det.process(chunk, &frames, &mut events).unwrap();
     }
-    assert_eq!(det.stats().windows as usize, n_windows);
-    (events, det)
+    assert_eq!(det.stats().windows as usize - before, n_windows);
+    events
 }
 
 fn onsets(events: &[SoundEvent]) -> Vec<f64> {
@@ -310,4 +317,68 @@ fn latency_counts_the_confirming_windows() {
         .latency_samples();
     assert_eq!(one, (W - 1 + 2) * 160 + 512);
     assert_eq!(three - one, 2 * 2 * 160);
+}
+
+#[test]
+fn labels_can_need_their_own_number_of_windows() {
+    // "a" keeps the default of 2 windows in a row, "b" needs 1: both score 0.9 from window 1.
+    let mut c = cfg(1, 0.0, 0.0);
+    c.min_on_windows = 2;
+    c.label_min_on_windows.insert("b".into(), 1);
+    let scores: Vec<Vec<f32>> = [0.0f32, 0.9, 0.9, 0.9]
+        .iter()
+        .map(|&v| vec![v, v])
+        .collect();
+    let (events, det) = run(c.clone(), scores, 4, 0.3);
+    let at = |l: &str| -> Vec<f64> {
+        events
+            .iter()
+            .filter(|e| e.label == l)
+            .map(|e| e.onset_s)
+            .collect()
+    };
+    assert_eq!(at("b"), vec![window_end_s(1)]);
+    assert_eq!(at("a"), vec![window_end_s(2)]);
+    // The latency bound follows the label that needs the most windows.
+    let fcfg = LogMelConfig::default();
+    let two = det.latency_samples();
+    c.label_min_on_windows.insert("b".into(), 3);
+    let three = Detector::new(
+        c.clone(),
+        &fcfg,
+        ScriptedScorer::new(&["a", "b"], W, rows2()),
+    )
+    .unwrap()
+    .latency_samples();
+    assert_eq!(three - two, 2 * 160);
+    // set_config changes a label's count in place: with "b" at 2, neither fires on window 1.
+    let mut plain = cfg(1, 0.0, 0.0);
+    plain.min_on_windows = 2;
+    let both: Vec<Vec<f32>> = vec![vec![0.9, 0.9]];
+    let mut det = Detector::new(
+        plain.clone(),
+        &fcfg,
+        ScriptedScorer::new(&["a", "b"], W, both),
+    )
+    .unwrap();
+    let mut one_b = plain.clone();
+    one_b.label_min_on_windows.insert("b".into(), 1);
+    det.set_config(one_b).unwrap();
+    let events = feed(&mut det, 1, 0.3);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].label, "b");
+    // Zero windows and unknown labels are refused, naming the label.
+    for (label, n, want) in [("b", 0, "min_on_windows for b"), ("meow", 1, "\"meow\"")] {
+        let mut bad = c.clone();
+        bad.label_min_on_windows.insert(label.into(), n);
+        let e = Detector::new(bad, &fcfg, ScriptedScorer::new(&["a", "b"], W, rows2()))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains(want), "{e}");
+    }
+}
+
+fn rows2() -> Vec<Vec<f32>> {
+    vec![vec![0.0, 0.0]]
 }

@@ -155,9 +155,15 @@ fn sweep_config_sets_one_threshold_for_all_labels() {
     let mut base = DetectorConfig::default(); // on 0.6, off 0.4: a gap of 0.2
     base.label_thresholds
         .insert("cat".into(), Thresholds { on: 0.9, off: 0.8 });
+    base.label_min_on_windows.insert("cat".into(), 3);
     let c = sweep_detector_config(&base, 0.5, 2, &labels).unwrap();
     assert!(c.label_thresholds.is_empty());
     assert_eq!(c.min_on_windows, 2);
+    assert_eq!(
+        c.min_on_for("cat"),
+        2,
+        "the swept count holds for every label"
+    );
     assert!((c.default_thresholds.on - 0.5).abs() < 1e-6);
     assert!((c.default_thresholds.off - 0.3).abs() < 1e-6);
     assert_eq!(c.hop_frames, base.hop_frames);

@@ -73,6 +73,9 @@ pub struct DetectorConfig {
     /// score at or above its `on` threshold (1 = the first such window). A single-window spike
     /// is the typical false alarm; with a short hop, 2 costs one hop of latency.
     pub min_on_windows: usize,
+    /// Per-label `min_on_windows` (every key must be a scorer label); labels without an entry
+    /// use `min_on_windows`. A short bark may need one window where a meow can afford two.
+    pub label_min_on_windows: BTreeMap<String, usize>,
 }
 
 impl Default for DetectorConfig {
@@ -86,11 +89,20 @@ impl Default for DetectorConfig {
             refractory_s: 1.0,
             silence_rms_dbfs: -55.0,
             min_on_windows: 1,
+            label_min_on_windows: BTreeMap::new(),
         }
     }
 }
 
 impl DetectorConfig {
+    /// Consecutive windows at or above `on` that start an event of `label`.
+    pub fn min_on_for(&self, label: &str) -> usize {
+        self.label_min_on_windows
+            .get(label)
+            .copied()
+            .unwrap_or(self.min_on_windows)
+    }
+
     /// Check ranges and that every per-label threshold names one of `labels`.
     pub fn validate(&self, labels: &[String]) -> Result<()> {
         let bad = |m: String| Err(Error::Config(format!("DetectorConfig: {m}")));
@@ -102,6 +114,9 @@ impl DetectorConfig {
         }
         if self.min_on_windows == 0 {
             return bad("min_on_windows must be >= 1".into());
+        }
+        if let Some((l, _)) = self.label_min_on_windows.iter().find(|(_, &n)| n == 0) {
+            return bad(format!("min_on_windows for {l} must be >= 1"));
         }
         for (name, t) in std::iter::once(("default", &self.default_thresholds))
             .chain(self.label_thresholds.iter().map(|(k, v)| (k.as_str(), v)))
@@ -116,12 +131,14 @@ impl DetectorConfig {
         let unknown: Vec<&str> = self
             .label_thresholds
             .keys()
+            .chain(self.label_min_on_windows.keys())
             .filter(|k| !labels.contains(k))
             .map(|k| k.as_str())
             .collect();
         if !unknown.is_empty() {
             return bad(format!(
-                "thresholds for unknown sound labels {unknown:?}; the scorer's labels are {labels:?}"
+                "thresholds or min_on_windows for unknown sound labels {unknown:?}; the scorer's \
+                 labels are {labels:?}"
             ));
         }
         let non_negative = |s: f64| s.is_finite() && s >= 0.0;
@@ -155,6 +172,8 @@ struct LabelState {
     refractory_until_s: f64,
     /// Consecutive windows (while inactive) at or above `on`.
     above_on: usize,
+    /// Windows of `above_on` that start an event.
+    min_on_windows: usize,
 }
 
 /// Counters for monitoring; a stream keeps running through all of these.
@@ -230,6 +249,7 @@ impl<S: WindowScorer> Detector<S> {
                 on_since_s: 0.0,
                 refractory_until_s: f64::NEG_INFINITY,
                 above_on: 0,
+                min_on_windows: cfg.min_on_for(l),
             })
             .collect();
         let n = labels.len();
@@ -300,10 +320,15 @@ impl<S: WindowScorer> Detector<S> {
 
     /// Samples from a sound entering to the first window that covers all of it being scored,
     /// at most: one window plus one hop, plus one hop per extra confirming window
-    /// (`min_on_windows - 1`).
+    /// (`min_on_windows - 1`, for the label that needs the most).
     pub fn latency_samples(&self) -> usize {
-        (self.window_frames - 1 + self.cfg.hop_frames * self.cfg.min_on_windows) * self.hop_samples
-            + self.n_fft
+        let min_on = self
+            .states
+            .iter()
+            .map(|s| s.min_on_windows)
+            .max()
+            .unwrap_or(self.cfg.min_on_windows);
+        (self.window_frames - 1 + self.cfg.hop_frames * min_on) * self.hop_samples + self.n_fft
     }
 
     /// Change thresholds, hold, refractory time, silence gate and `min_on_windows` in place:
@@ -330,6 +355,7 @@ impl<S: WindowScorer> Detector<S> {
                 .get(label)
                 .copied()
                 .unwrap_or(cfg.default_thresholds);
+            state.min_on_windows = cfg.min_on_for(label);
         }
         self.silence_ms = 10f64.powf(cfg.silence_rms_dbfs as f64 / 10.0);
         self.cfg = cfg;
@@ -461,7 +487,7 @@ impl<S: WindowScorer> Detector<S> {
                 }
             } else if score >= state.thresholds.on && time_s >= state.refractory_until_s {
                 state.above_on += 1;
-                if state.above_on < self.cfg.min_on_windows {
+                if state.above_on < state.min_on_windows {
                     continue;
                 }
                 state.above_on = 0;
