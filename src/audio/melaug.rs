@@ -265,7 +265,9 @@ pub struct MelSampler<'a> {
     clip_cum: Vec<Option<Vec<f64>>>,
     /// Cumulative label weights for drawing a label.
     cum_weights: Vec<f64>,
-    backgrounds: Vec<&'a MelClip>,
+    /// Per label, the background clips of other labels that may go under its windows, and
+    /// their cumulative weights (`None`: drawn uniformly); built once, not per window.
+    backgrounds_for: Vec<(Vec<&'a MelClip>, Option<Vec<f64>>)>,
     /// Unit-variance white noise as mel power frames (the noise floor's and noise's shape).
     unit_noise: Vec<f32>,
     rng: StdRng,
@@ -329,16 +331,27 @@ impl<'a> MelSampler<'a> {
                 cfg.window_frames * cfg.n_mels
             )));
         }
-        let backgrounds = clips
+        let backgrounds: Vec<&MelClip> = clips
             .iter()
             .filter(|c| background_labels.contains(&c.label))
+            .collect();
+        let backgrounds_for = (0..n)
+            .map(|label| {
+                let others: Vec<&MelClip> = backgrounds
+                    .iter()
+                    .filter(|b| b.label != label)
+                    .copied()
+                    .collect();
+                let cum = cumulative_if_uneven(&others);
+                (others, cum)
+            })
             .collect();
         Ok(Self {
             cfg,
             by_label,
             clip_cum,
             cum_weights,
-            backgrounds,
+            backgrounds_for,
             unit_noise,
             rng: StdRng::seed_from_u64(seed),
         })
@@ -415,15 +428,9 @@ impl<'a> MelSampler<'a> {
             reverberate(&mut x, m, rt60, drr);
         }
         let p_sig = window_power(&x, m);
-        let others: Vec<&MelClip> = self
-            .backgrounds
-            .iter()
-            .filter(|b| b.label != label)
-            .copied()
-            .collect();
+        let (others, cum) = &self.backgrounds_for[label];
         if !others.is_empty() && self.rng.random::<f32>() < self.cfg.background_prob {
-            let cum = cumulative_if_uneven(&others);
-            let bg = draw_clip(&mut self.rng, &others, cum.as_deref());
+            let bg = draw_clip(&mut self.rng, others, cum.as_deref());
             let b = self.crop(&bg.power, false);
             let p_bg = window_power(&b, m);
             let (lo, hi) = self.cfg.background_snr_db;
