@@ -177,3 +177,155 @@ fn sweep_config_sets_one_threshold_for_all_labels() {
         assert!(e.contains("sweep") || e.contains("min_on_windows"), "{e}");
     }
 }
+
+mod operating_point {
+    use hlfp::audio::detector::{DetectorConfig, Thresholds};
+    use hlfp::audio::operating_point::{apply, choose, OperatingPoint, SweepPoint};
+    use std::collections::BTreeMap;
+
+    fn pt(on: f32, min_on_windows: usize, recall: f64, false_cues_per_min: f64) -> SweepPoint {
+        SweepPoint {
+            on,
+            min_on_windows,
+            recall,
+            false_cues_per_min,
+        }
+    }
+
+    /// cat is best with two windows, dog with one; at 0.5/min dog has nothing >= 0.5.
+    fn sweeps() -> BTreeMap<String, Vec<SweepPoint>> {
+        BTreeMap::from([
+            (
+                "cat".to_string(),
+                vec![
+                    pt(0.6, 1, 0.80, 3.0),
+                    pt(0.9, 1, 0.55, 0.8),
+                    pt(0.6, 2, 0.74, 0.9),
+                    pt(0.9, 2, 0.52, 0.4),
+                ],
+            ),
+            (
+                "dog".to_string(),
+                vec![
+                    pt(0.6, 1, 0.90, 4.0),
+                    pt(0.9, 1, 0.66, 0.9),
+                    pt(0.9, 2, 0.30, 0.3),
+                    pt(0.95, 2, 0.10, 0.1),
+                ],
+            ),
+        ])
+    }
+
+    #[test]
+    fn strictest_limit_where_every_class_keeps_the_minimum_recall() -> anyhow::Result<()> {
+        let op = choose(&sweeps(), &[1.0, 0.1, 0.5], 0.5)?;
+        assert_eq!(op.limit_per_min, 1.0);
+        assert!(op.min_recall_met);
+        let got: Vec<(&str, SweepPoint)> = op
+            .classes
+            .iter()
+            .map(|c| (c.class.as_str(), c.point))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("cat", pt(0.6, 2, 0.74, 0.9)),
+                ("dog", pt(0.9, 1, 0.66, 0.9))
+            ]
+        );
+        // With a lower bar the 0.5/min limit is met first, and cat takes its best point there.
+        let op = choose(&sweeps(), &[0.1, 0.5, 1.0], 0.3)?;
+        assert_eq!(op.limit_per_min, 0.5);
+        assert_eq!(op.classes[0].point, pt(0.9, 2, 0.52, 0.4));
+        assert_eq!(op.classes[1].point, pt(0.9, 2, 0.30, 0.3));
+        Ok(())
+    }
+
+    #[test]
+    fn ties_go_to_fewer_false_cues_then_the_higher_threshold_then_fewer_windows(
+    ) -> anyhow::Result<()> {
+        let one = |pts: Vec<SweepPoint>| BTreeMap::from([("cat".to_string(), pts)]);
+        let pick = |pts| -> anyhow::Result<SweepPoint> {
+            Ok(choose(&one(pts), &[1.0], 0.0)?.classes[0].point)
+        };
+        assert_eq!(
+            pick(vec![pt(0.5, 1, 0.7, 0.9), pt(0.6, 1, 0.7, 0.5)])?,
+            pt(0.6, 1, 0.7, 0.5)
+        );
+        assert_eq!(
+            pick(vec![pt(0.7, 1, 0.7, 0.5), pt(0.6, 1, 0.7, 0.5)])?,
+            pt(0.7, 1, 0.7, 0.5)
+        );
+        assert_eq!(
+            pick(vec![pt(0.7, 2, 0.7, 0.5), pt(0.7, 1, 0.7, 0.5)])?,
+            pt(0.7, 1, 0.7, 0.5)
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn no_limit_meeting_the_recall_falls_back_to_the_loosest_and_says_so() -> anyhow::Result<()> {
+        let op = choose(&sweeps(), &[0.05, 0.5], 0.9)?;
+        assert!(!op.min_recall_met);
+        assert_eq!(op.limit_per_min, 0.5);
+        assert_eq!(op.classes[0].point, pt(0.9, 2, 0.52, 0.4));
+        // Nothing within 0.05/min: the point with the fewest false cues.
+        let op = choose(&sweeps(), &[0.05], 0.9)?;
+        assert_eq!(op.classes[0].point, pt(0.9, 2, 0.52, 0.4));
+        assert_eq!(op.classes[1].point, pt(0.95, 2, 0.10, 0.1));
+        Ok(())
+    }
+
+    #[test]
+    fn bad_sweeps_limits_and_recall_are_refused_by_name() {
+        let err = |r: hlfp::Result<OperatingPoint>| r.unwrap_err().to_string();
+        assert!(err(choose(&BTreeMap::new(), &[1.0], 0.5)).contains("no classes"));
+        let empty = BTreeMap::from([("cat".to_string(), vec![])]);
+        assert!(err(choose(&empty, &[1.0], 0.5)).contains("\"cat\" has no sweep points"));
+        for limits in [vec![], vec![-1.0], vec![f64::NAN]] {
+            assert!(
+                err(choose(&sweeps(), &limits, 0.5)).contains("limits"),
+                "{limits:?}"
+            );
+        }
+        assert!(err(choose(&sweeps(), &[1.0], 1.5)).contains("minimum recall"));
+    }
+
+    #[test]
+    fn apply_sets_each_cueing_labels_thresholds_and_window_count() -> anyhow::Result<()> {
+        let mut base = DetectorConfig {
+            default_thresholds: Thresholds { on: 0.6, off: 0.4 },
+            min_on_windows: 2,
+            ..DetectorConfig::default()
+        };
+        base.label_thresholds
+            .insert("chainsaw".into(), Thresholds { on: 0.7, off: 0.5 });
+        base.label_min_on_windows.insert("cat".into(), 3);
+        let op = choose(&sweeps(), &[0.1, 0.5, 1.0], 0.5)?;
+        let cfg = apply(&base, &op, |c| vec![c.to_string()])?;
+        assert_eq!(
+            cfg.label_thresholds["cat"],
+            Thresholds { on: 0.6, off: 0.4 }
+        );
+        assert_eq!(cfg.label_thresholds["dog"].on, 0.9);
+        assert!((cfg.label_thresholds["dog"].off - 0.7).abs() < 1e-6);
+        assert_eq!(
+            cfg.label_thresholds["chainsaw"],
+            base.label_thresholds["chainsaw"]
+        );
+        assert_eq!(cfg.label_min_on_windows["cat"], 2);
+        assert_eq!(cfg.label_min_on_windows["dog"], 1);
+        assert_eq!(cfg.min_on_windows, 2);
+        let labels: Vec<String> = ["cat", "dog", "chainsaw"].map(String::from).to_vec();
+        cfg.validate(&labels)?;
+        // One label cueing both classes cannot take two settings; a class nobody cues is named.
+        let clash = apply(&base, &op, |_| vec!["dog".to_string()]).unwrap_err();
+        assert!(
+            clash.to_string().contains("chosen at different settings"),
+            "{clash}"
+        );
+        let none = apply(&base, &op, |_| vec![]).unwrap_err();
+        assert!(none.to_string().contains("no sound label cues"), "{none}");
+        Ok(())
+    }
+}

@@ -13,6 +13,7 @@ pub mod eval;
 pub mod features;
 pub mod melaug;
 pub mod mixstyle;
+pub mod operating_point;
 pub mod pipeline;
 pub mod resample;
 pub mod sources;

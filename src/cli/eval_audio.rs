@@ -75,6 +75,19 @@ pub struct Args {
     /// With `--fold`: write the per-source tables as Markdown here.
     #[arg(long)]
     pub report_md: Option<PathBuf>,
+    /// With `--fold` and `--sweep-on` on VALIDATION lists: choose the operating point. From the
+    /// strictest of these limits (false cues per minute of background), each class takes the
+    /// (on, windows in a row) with its best recall within the limit; the first limit at which
+    /// every class keeps `--choose-min-recall` wins. Reported as `chosen` in the JSON.
+    #[arg(long, value_delimiter = ',', requires_all = ["fold", "sweep_on"])]
+    pub choose_limits: Vec<f64>,
+    /// Minimum validation recall every class must keep for `--choose-limits`.
+    #[arg(long, default_value_t = 0.5, requires = "choose_limits")]
+    pub choose_min_recall: f64,
+    /// Write `--cues` with the chosen per-label thresholds and window counts here (a cue file
+    /// for `listen`, `run`, the audio node, and the held-out `--fold` evaluation).
+    #[arg(long, requires = "choose_limits")]
+    pub write_cues: Option<PathBuf>,
 }
 
 /// `(label, path)` of every clip in `data/<label>/*.wav`, or of the listed ones, sorted.

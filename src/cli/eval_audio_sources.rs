@@ -13,6 +13,7 @@ use hlfp::audio::cues::{ClassCue, CueConfig, CueMap};
 use hlfp::audio::detector::{DetectorConfig, WindowScorer};
 use hlfp::audio::eval::{median, quantile, run_clip, sweep_detector_config, MemoScorer};
 use hlfp::audio::features::LogMelConfig;
+use hlfp::audio::operating_point::{apply, choose, OperatingPoint, SweepPoint};
 use hlfp::audio::pipeline::AudioPipeline;
 use hlfp::audio::sources::{label_kind, ClipSource, LabelKind};
 use hlfp::audio::streams::{concat, detections, mix_into, Detection, Stream, StreamClip};
@@ -321,7 +322,18 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         .zip(&sweep_total)
         .map(|((m, on), t)| serde_json::json!({"on": on, "min_on_windows": m, "summary": t.summary()}))
         .collect();
+    let chosen = if args.choose_limits.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::to_value(choose_operating_point(
+            args,
+            &file,
+            &settings,
+            &sweep_total,
+        )?)?
+    };
     let report = serde_json::json!({
+        "chosen": chosen,
         "mix_snr_db": args.mix_snr_db,
         "operating_point": op_total.summary(),
         "per_source": per_source(&op_total),
@@ -349,6 +361,76 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     }
     Ok(())
+}
+
+/// `--choose-limits`: the operating point chosen from the pooled sweep, and with `--write-cues`
+/// the cue file that runs it.
+fn choose_operating_point(
+    args: &Args,
+    file: &CueConfig,
+    settings: &[(usize, f32)],
+    sweep: &[Tally],
+) -> anyhow::Result<OperatingPoint> {
+    let sweeps: BTreeMap<String, Vec<SweepPoint>> = CLASSES
+        .iter()
+        .map(|c| {
+            let pts = settings
+                .iter()
+                .zip(sweep)
+                .map(|(&(min_on_windows, on), t)| {
+                    let (hits, n) = t.recall_mixed(c, None);
+                    SweepPoint {
+                        on,
+                        min_on_windows,
+                        recall: hits as f64 / n.max(1) as f64,
+                        false_cues_per_min: t.bg_rate(c),
+                    }
+                })
+                .collect();
+            (c.to_string(), pts)
+        })
+        .collect();
+    let op =
+        choose(&sweeps, &args.choose_limits, args.choose_min_recall).context("--choose-limits")?;
+    for c in &op.classes {
+        tracing::info!(
+            "chosen for {}: on {:.2}, {} window(s) in a row (validation recall {:.2}, {:.2} false cues/min; limit {}/min{})",
+            c.class,
+            c.point.on,
+            c.point.min_on_windows,
+            c.point.recall,
+            c.point.false_cues_per_min,
+            op.limit_per_min,
+            if op.min_recall_met { "" } else { ", minimum recall NOT met at any limit" }
+        );
+    }
+    if let Some(out) = &args.write_cues {
+        let labels_of = |class: &str| -> Vec<String> {
+            file.cues
+                .iter()
+                .filter(|(_, classes)| classes.iter().any(|c| c == class))
+                .map(|(l, _)| l.clone())
+                .collect()
+        };
+        let chosen = CueConfig {
+            cues: file.cues.clone(),
+            detector: apply(&file.detector, &op, labels_of)?,
+        };
+        let folds: Vec<&str> = args.fold.iter().map(String::as_str).collect();
+        let text = format!(
+            "# Written by `hlfp eval-audio --choose-limits {limits:?} --choose-min-recall {r}` from the\n\
+             # validation sweep of {folds:?}, on top of {base}.\n\
+             # Limit {lim} false cues/min of background (minimum recall met: {met}).\n{body}",
+            limits = args.choose_limits,
+            r = args.choose_min_recall,
+            base = args.cues.display(),
+            lim = op.limit_per_min,
+            met = op.min_recall_met,
+            body = toml::to_string(&chosen).context("serialising the chosen cue file")?,
+        );
+        std::fs::write(out, text).with_context(|| format!("write {}", out.display()))?;
+    }
+    Ok(op)
 }
 
 fn per_source(t: &Tally) -> serde_json::Value {
