@@ -308,7 +308,7 @@ mod operating_point {
             Thresholds { on: 0.6, off: 0.4 }
         );
         assert_eq!(cfg.label_thresholds["dog"].on, 0.9);
-        assert!((cfg.label_thresholds["dog"].off - 0.7).abs() < 1e-6);
+        assert_eq!(cfg.label_thresholds["dog"].off, 0.7);
         assert_eq!(
             cfg.label_thresholds["chainsaw"],
             base.label_thresholds["chainsaw"]

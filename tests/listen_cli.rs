@@ -16,7 +16,7 @@ fn bench_reports_the_shipped_model_on_one_thread_against_the_budget() {
     let line = String::from_utf8_lossy(&out.stdout);
     let r: serde_json::Value = serde_json::from_str(line.trim()).expect("one JSON object");
     assert_eq!(r["threads"], 1);
-    assert_eq!(r["scorer"], "models/audio_cues.safetensors", "{stderr}");
+    assert_eq!(r["scorer"], hlfp::audio::DEFAULT_MODEL, "{stderr}");
     // 10 s of audio scored every hop (config/cues.toml: 0.1 s) once the first window filled.
     let windows = r["windows_scored"].as_u64().unwrap();
     assert!((80..=100).contains(&windows), "{windows} windows");

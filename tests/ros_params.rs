@@ -166,12 +166,18 @@ fn params_file_sections_wildcard_and_missing() {
 fn the_default_paths_name_files_that_ship() {
     let a = AudioNodeConfig::default();
     let v = VisionNodeConfig::default();
-    for path in [
-        &a.model_path,
-        &a.mapping_file,
-        &a.vision_model_config,
-        &v.model_config,
-    ] {
+    use hlfp::audio::ensemble::{split_member, SEPARATOR};
+    // Every member file of the (routed ensemble) model spec.
+    let members: Vec<String> = a
+        .model_path
+        .split(SEPARATOR)
+        .map(|m| split_member(m).1.to_string())
+        .collect();
+    assert_eq!(members.len(), 2, "{}", a.model_path);
+    for path in members
+        .iter()
+        .chain([&a.mapping_file, &a.vision_model_config, &v.model_config])
+    {
         assert!(root().join(path).exists(), "{path} does not exist");
     }
     // The audio node checks cues against the vision node's default model.

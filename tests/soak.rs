@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hlfp::audio::classifier::AudioClassifier;
 use hlfp::audio::cues::{CueConfig, CueMap};
 use hlfp::audio::features::LogMelConfig;
 use hlfp::audio::pipeline::AudioPipeline;
@@ -141,8 +140,12 @@ async fn ten_times_overload_with_cues_and_audio_stays_bounded_fresh_and_real_tim
 
     // Audio: 60 s of noise with tones at 48 kHz (resampled to the model rate), paced.
     let cfg = CueConfig::load(&root.join("config/cues.toml"))?;
-    let scorer = AudioClassifier::load(
-        root.join("models/audio_cues.safetensors"),
+    // The shipped routed pair, as `listen` and the audio node load it.
+    let spec = hlfp::audio::ensemble::map_paths(hlfp::audio::DEFAULT_MODEL, |p| {
+        root.join(p).display().to_string()
+    });
+    let scorer = hlfp::audio::ensemble::Ensemble::load(
+        std::path::Path::new(&spec),
         &candle_core::Device::Cpu,
     )?;
     let map = CueMap::new(

@@ -20,3 +20,9 @@ pub mod sources;
 pub mod streams;
 pub mod train;
 pub mod wav;
+
+/// The shipped sound classifier ([`ensemble`] spec, paths relative to the repository root or
+/// the ROS package's share directory): `cat` is scored by the 0.97 s-window model, every other
+/// label by the 0.65 s one (card: `models/audio_cues.md`).
+pub const DEFAULT_MODEL: &str =
+    "cat@models/audio_cues_long.safetensors+models/audio_cues.safetensors";

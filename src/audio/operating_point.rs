@@ -137,7 +137,7 @@ pub fn choose(
 }
 
 /// `base` with the chosen settings: for every sound label that cues a chosen class
-/// (`labels_of(class)`), its own thresholds (`off` keeps the gap of the default thresholds) and
+/// (`labels_of(class)`), its own thresholds (`off` keeps the gap of the default thresholds, to 0.001) and
 /// its own window count. The sweep used one `on` for all labels; labels that cue no chosen class
 /// keep their settings from `base`. A label that cues two classes with different choices is an
 /// error, as is a class no label cues.
@@ -169,11 +169,13 @@ pub fn apply(
                 }
             }
             let on = choice.point.on;
+            // Rounded to 0.001 so the written file reads 0.7, not 0.6999999.
+            let off = ((on - gap).max(0.0) * 1000.0).round() / 1000.0;
             cfg.label_thresholds.insert(
                 label.clone(),
                 Thresholds {
                     on,
-                    off: (on - gap).max(0.0),
+                    off: off.min(on),
                 },
             );
             cfg.label_min_on_windows

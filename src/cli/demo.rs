@@ -57,8 +57,8 @@ pub struct Args {
     /// Seed of the scenario layout.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
-    /// Audio classifier weights.
-    #[arg(long, default_value = "models/audio_cues.safetensors")]
+    /// Audio classifier weights (an ensemble spec as in `hlfp listen --help`).
+    #[arg(long, default_value = hlfp::audio::DEFAULT_MODEL)]
     pub audio_model: PathBuf,
     /// Cue mapping and detector settings.
     #[arg(long, default_value = "config/cues.toml")]
@@ -123,24 +123,33 @@ fn default_sound(args: &Args, cues_path: &Path) -> anyhow::Result<PathBuf> {
             args.target
         );
     }
-    let holdout_path = args.audio_model.with_extension("holdout.txt");
-    let holdout = std::fs::read_to_string(&holdout_path)
-        .with_context(|| format!("reading {} (the held-out clips)", holdout_path.display()))?;
-    let candidates: Vec<&str> = holdout
-        .lines()
-        .map(str::trim)
+    // Held out by every member of the model (each file's `<stem>.holdout.txt`).
+    let spec = args.audio_model.to_string_lossy();
+    let mut held: Option<Vec<String>> = None;
+    let mut lists = Vec::new();
+    for member in spec.split(hlfp::audio::ensemble::SEPARATOR) {
+        let path =
+            Path::new(hlfp::audio::ensemble::split_member(member).1).with_extension("holdout.txt");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {} (the held-out clips)", path.display()))?;
+        let mine: Vec<String> = text.lines().map(|l| l.trim().to_string()).collect();
+        held = Some(match held {
+            None => mine,
+            Some(h) => h.into_iter().filter(|l| mine.contains(l)).collect(),
+        });
+        lists.push(path.display().to_string());
+    }
+    let held = held.unwrap_or_default();
+    let candidates: Vec<&str> = held
+        .iter()
+        .map(String::as_str)
         .filter(|l| labels.iter().any(|lab| l.starts_with(&format!("{lab}/"))))
         .collect();
     let pick = candidates
         .iter()
         .find(|l| l.contains("/esc10_"))
         .or(candidates.first())
-        .with_context(|| {
-            format!(
-                "no held-out clip of {labels:?} in {}",
-                holdout_path.display()
-            )
-        })?;
+        .with_context(|| format!("no clip of {labels:?} held out in all of {lists:?}"))?;
     Ok(args.media.join("audio").join(pick))
 }
 

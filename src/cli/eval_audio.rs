@@ -35,8 +35,8 @@ pub struct Args {
     /// Print one JSON object (the default output is the same JSON, pretty-printed).
     #[arg(long)]
     pub json: bool,
-    /// Audio classifier weights.
-    #[arg(long, default_value = "models/audio_cues.safetensors")]
+    /// Audio classifier weights (an ensemble spec as in `hlfp listen --help`).
+    #[arg(long, default_value = hlfp::audio::DEFAULT_MODEL)]
     pub model: PathBuf,
     /// Cue mapping and detector settings.
     #[arg(long, default_value = "config/cues.toml")]

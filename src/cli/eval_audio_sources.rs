@@ -342,14 +342,19 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         "sweep": sweep,
     });
     if let Some(png) = &args.png {
-        // The curve of the file's own `min_on_windows`: the detector the operating point runs.
-        let curve: Vec<Tally> = settings
+        // Each class's curve at its own `min_on_windows`: the detector its operating point runs.
+        let curves: Vec<Vec<Tally>> = CLASSES
             .iter()
-            .zip(&sweep_total)
-            .filter(|((m, _), _)| *m == file.detector.min_on_windows)
-            .map(|(_, t)| t.clone())
+            .map(|c| {
+                settings
+                    .iter()
+                    .zip(&sweep_total)
+                    .filter(|((m, _), _)| *m == file.detector.min_on_for(c))
+                    .map(|(_, t)| t.clone())
+                    .collect()
+            })
             .collect();
-        draw(png, args, &op_total, &curve)?;
+        draw(png, args, &op_total, &curves, &file.detector)?;
     }
     if let Some(md) = &args.report_md {
         std::fs::write(md, markdown(&op_total, args.mix_snr_db))
@@ -551,12 +556,19 @@ fn markdown(t: &Tally, snr: f64) -> String {
     s
 }
 
-fn draw(png: &Path, args: &Args, op: &Tally, sweep: &[Tally]) -> anyhow::Result<()> {
+/// `curves`: one threshold sweep per class of [`CLASSES`], in order.
+fn draw(
+    png: &Path,
+    args: &Args,
+    op: &Tally,
+    curves: &[Vec<Tally>],
+    det: &DetectorConfig,
+) -> anyhow::Result<()> {
     use hlfp::plot::{figure_image, Figure, Mark, Panel, Series};
     let font = super::common::load_font(None);
     let colours = [(200u8, 80u8, 20u8), (30u8, 90u8, 200u8)];
     let mut series = Vec::new();
-    for (c, rgb) in CLASSES.iter().zip(colours) {
+    for ((c, rgb), sweep) in CLASSES.iter().zip(colours).zip(curves) {
         let mut pts: Vec<(f64, f64)> = sweep
             .iter()
             .map(|t| {
@@ -566,7 +578,10 @@ fn draw(png: &Path, args: &Args, op: &Tally, sweep: &[Tally]) -> anyhow::Result<
             .collect();
         pts.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
         series.push(Series {
-            name: format!("{c} (threshold sweep)"),
+            name: format!(
+                "{c} (threshold sweep, {} window(s) in a row)",
+                det.min_on_for(c)
+            ),
             points: pts,
             rgb,
             mark: Mark::Line,

@@ -26,7 +26,7 @@ pub struct Args {
     pub json: bool,
     /// Audio classifier weights (several joined by `+` are an ensemble: scores averaged;
     /// `cat@a.safetensors+b.safetensors`: a alone scores cat, b the other labels).
-    #[arg(long, default_value = "models/audio_cues.safetensors")]
+    #[arg(long, default_value = hlfp::audio::DEFAULT_MODEL)]
     pub model: PathBuf,
     /// Cue mapping and detector settings.
     #[arg(long, default_value = "config/cues.toml")]

@@ -52,8 +52,8 @@ pub struct Args {
     /// Cues as JSON lines on stdin (`{"class":"cat","score":0.9}` or a bare class name).
     #[arg(long)]
     pub cues_stdin: bool,
-    /// Audio classifier weights (with --wav or --mic).
-    #[arg(long, default_value = "models/audio_cues.safetensors")]
+    /// Audio classifier weights (with --wav or --mic; an ensemble spec as in `hlfp listen --help`).
+    #[arg(long, default_value = hlfp::audio::DEFAULT_MODEL)]
     pub audio_model: PathBuf,
     /// Cue mapping and detector settings (with --wav or --mic).
     #[arg(long, default_value = "config/cues.toml")]

@@ -102,7 +102,7 @@ impl Default for AudioNodeConfig {
             mic_device: "default".into(),
             sample_rate_hz: 16_000,
             channels: 1,
-            model_path: "models/audio_cues.safetensors".into(),
+            model_path: crate::audio::DEFAULT_MODEL.into(),
             mapping_file: "config/cues.toml".into(),
             vision_model_config: "models/hlfp_small.json".into(),
             on_threshold: FILE_THRESHOLDS,
@@ -188,7 +188,7 @@ static TABLE: &[Spec] = &[
         name: "model_path",
         ty: ParamType::String { choices: &[] },
         dynamic: false,
-        description: "Sound classifier weights (labels and window in the file); relative to the package's share directory.",
+        description: "Sound classifier weights (labels and window in the file); several joined by `+` are an ensemble, `cat@a.safetensors+b.safetensors` has a alone score cat; each file relative to the package's share directory.",
         get: |c| P::String(c.model_path.clone()),
         set: |c, v| {
             c.model_path = read::text(v);

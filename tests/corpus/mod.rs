@@ -587,7 +587,9 @@ pub fn generate(dir: &Path, root: &Path) -> Vec<Case> {
     cases.push(cue_case("cues/flood", b"cat\ndog\nzebra\n".repeat(30_000)));
 
     // ---- WAVs through `listen` (the shipped audio model) -----------------------------------
-    let audio_model = root.join("models/audio_cues.safetensors");
+    let audio_model = hlfp::audio::ensemble::map_paths(hlfp::audio::DEFAULT_MODEL, |p| {
+        root.join(p).display().to_string()
+    });
     let cues_toml = root.join("config/cues.toml");
     let listen = |name: &str, wav: &PathBuf, exit, has: &[&'static str]| {
         case(
@@ -691,7 +693,12 @@ pub fn generate(dir: &Path, root: &Path) -> Vec<Case> {
     }
     let good_wav = dir.join("good.wav");
     let bad_audio = f("nan-audio.safetensors");
-    poisoned(&audio_model, "head.weight", f32::NAN, &bad_audio);
+    poisoned(
+        &root.join("models/audio_cues.safetensors"),
+        "head.weight",
+        f32::NAN,
+        &bad_audio,
+    );
     cases.push(case(
         "audio-model/nan-head",
         &[
@@ -716,7 +723,7 @@ pub fn generate(dir: &Path, root: &Path) -> Vec<Case> {
         OsString::from("--wav"),
         burst_wav.into_os_string(),
         OsString::from("--audio-model"),
-        audio_model.clone().into_os_string(),
+        OsString::from(&audio_model),
         OsString::from("--cues"),
         cues_toml.clone().into_os_string(),
     ]);
