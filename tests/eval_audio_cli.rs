@@ -114,12 +114,12 @@ fn the_chosen_operating_point_is_what_the_written_cue_file_runs() -> anyhow::Res
     let cues_out = dir.path().join("chosen.toml");
     let fold = format!("models/audio_cues.safetensors:{}", list_path.display());
     let data_s = data.display().to_string();
-    let (ok, stdout, stderr) = hlfp(&[
-        "eval-audio",
-        "--data",
-        &data_s,
-        "--fold",
-        &fold,
+    let eval = |extra: &[&str]| {
+        let mut args = vec!["eval-audio", "--data", &data_s, "--fold", &fold, "--json"];
+        args.extend_from_slice(extra);
+        hlfp(&args)
+    };
+    let (ok, stdout, stderr) = eval(&[
         "--sweep-on",
         "0.05,0.3,0.6,0.9",
         "--sweep-min-on",
@@ -130,7 +130,6 @@ fn the_chosen_operating_point_is_what_the_written_cue_file_runs() -> anyhow::Res
         "0.25",
         "--write-cues",
         &cues_out.display().to_string(),
-        "--json",
     ]);
     assert!(ok, "{stderr}");
     let r: serde_json::Value = serde_json::from_str(stdout.trim())?;
@@ -170,16 +169,7 @@ fn the_chosen_operating_point_is_what_the_written_cue_file_runs() -> anyhow::Res
         );
     }
     // Evaluated with the written file, each class runs exactly its chosen point.
-    let (ok, stdout, stderr) = hlfp(&[
-        "eval-audio",
-        "--data",
-        &data_s,
-        "--fold",
-        &fold,
-        "--cues",
-        &cues_out.display().to_string(),
-        "--json",
-    ]);
+    let (ok, stdout, stderr) = eval(&["--cues", &cues_out.display().to_string()]);
     assert!(ok, "{stderr}");
     let again: serde_json::Value = serde_json::from_str(stdout.trim())?;
     for c in classes {
