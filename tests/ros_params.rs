@@ -166,12 +166,9 @@ fn params_file_sections_wildcard_and_missing() {
 fn the_default_paths_name_files_that_ship() {
     let a = AudioNodeConfig::default();
     let v = VisionNodeConfig::default();
-    use hlfp::audio::ensemble::{split_member, SEPARATOR};
     // Every member file of the (routed ensemble) model spec.
-    let members: Vec<String> = a
-        .model_path
-        .split(SEPARATOR)
-        .map(|m| split_member(m).1.to_string())
+    let members: Vec<String> = hlfp::audio::ensemble::member_files(&a.model_path)
+        .map(String::from)
         .collect();
     assert_eq!(members.len(), 2, "{}", a.model_path);
     for path in members

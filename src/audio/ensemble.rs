@@ -30,6 +30,11 @@ pub fn split_member(part: &str) -> (Vec<&str>, &str) {
     }
 }
 
+/// The weights file of every member of `spec`, in order (owned labels dropped).
+pub fn member_files(spec: &str) -> impl Iterator<Item = &str> {
+    spec.split(SEPARATOR).map(|part| split_member(part).1)
+}
+
 /// `spec` with every member's file rewritten by `f` (owned labels and order kept): how a caller
 /// resolves the files against its own directory.
 pub fn map_paths(spec: &str, f: impl Fn(&str) -> String) -> String {
@@ -276,6 +281,10 @@ mod tests {
             (vec!["cat", "dog"], "m/a.st")
         );
         assert_eq!(split_member("m/b.st"), (Vec::<&str>::new(), "m/b.st"));
+        assert_eq!(
+            member_files("cat@a.st+b.st").collect::<Vec<_>>(),
+            ["a.st", "b.st"]
+        );
         let spec = map_paths("cat@a.st+b.st", |p| format!("/share/{p}"));
         assert_eq!(spec, "cat@/share/a.st+/share/b.st");
     }

@@ -67,7 +67,8 @@ impl<S: WindowScorer> WindowScorer for MemoScorer<S> {
 
 /// One point of a threshold sweep: `base` with the same `on` for every label (per-label
 /// thresholds dropped), `off = on - (base default on - base default off)` clamped at 0, and
-/// the same `min_on_windows` for every label (per-label counts dropped too). Errors if `on` is outside [0, 1] or the result is not a valid config.
+/// the same `min_on_windows` for every label (per-label counts dropped too). Errors if `on` is
+/// outside [0, 1] or the result is not a valid config.
 pub fn sweep_detector_config(
     base: &crate::audio::detector::DetectorConfig,
     on: f32,

@@ -127,9 +127,8 @@ fn default_sound(args: &Args, cues_path: &Path) -> anyhow::Result<PathBuf> {
     let spec = args.audio_model.to_string_lossy();
     let mut held: Option<Vec<String>> = None;
     let mut lists = Vec::new();
-    for member in spec.split(hlfp::audio::ensemble::SEPARATOR) {
-        let path =
-            Path::new(hlfp::audio::ensemble::split_member(member).1).with_extension("holdout.txt");
+    for file in hlfp::audio::ensemble::member_files(&spec) {
+        let path = Path::new(file).with_extension("holdout.txt");
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {} (the held-out clips)", path.display()))?;
         let mine: Vec<String> = text.lines().map(|l| l.trim().to_string()).collect();
