@@ -7,7 +7,7 @@ use candle_core::{DType, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::error::{Error, Result};
-use crate::model::layers::{ConvBn, ConvLayer};
+use crate::model::layers::{ConvBn, ConvLayer, CudaKernels, FoldedConv};
 
 /// Channel expansion of an inverted residual's 1x1 "expand" conv.
 pub const EXPANSION: usize = 4;
@@ -75,15 +75,49 @@ fn conv_bn_tensors(c: &ConvBn, prefix: &str, out: &mut Vec<(String, Tensor)>) {
     c.push_tensors(&format!("{prefix}.conv"), &format!("{prefix}.bn"), out);
 }
 
+/// 2x2 max-pool: candle's (with a gradient) in training, this crate's CPU kernel when scoring.
+fn pool(x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+    if train {
+        x.max_pool2d(2)
+    } else {
+        crate::kernels::pool::max_pool2(x)
+    }
+}
+
 /// 1x1 expand + ReLU, 3x3 depthwise + ReLU (+ 2x2 max-pool), 1x1 linear projection; the input
 /// is added back when the block keeps the shape.
 #[derive(Debug, Clone)]
-struct InvertedResidual {
-    expand: ConvBn,
-    depthwise: ConvBn,
-    project: ConvBn,
+struct InvertedResidual<L = ConvBn> {
+    expand: L,
+    depthwise: L,
+    project: L,
     pool: bool,
     residual: bool,
+}
+
+impl<L: ConvLayer> InvertedResidual<L> {
+    fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        let h = self.expand.run_act(x, train, None, true)?;
+        let mut h = self.depthwise.run_act(&h, train, None, true)?;
+        if self.pool {
+            h = pool(&h, train)?;
+        }
+        let residual = self.residual.then_some(x);
+        self.project.run_act(&h, train, residual, false)
+    }
+
+    fn map<M>(
+        &self,
+        f: &impl Fn(&L) -> candle_core::Result<M>,
+    ) -> candle_core::Result<InvertedResidual<M>> {
+        Ok(InvertedResidual {
+            expand: f(&self.expand)?,
+            depthwise: f(&self.depthwise)?,
+            project: f(&self.project)?,
+            pool: self.pool,
+            residual: self.residual,
+        })
+    }
 }
 
 impl InvertedResidual {
@@ -98,16 +132,6 @@ impl InvertedResidual {
         })
     }
 
-    fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
-        let h = self.expand.run_act(x, train, None, true)?;
-        let mut h = self.depthwise.run_act(&h, train, None, true)?;
-        if self.pool {
-            h = h.max_pool2d(2)?;
-        }
-        let residual = self.residual.then_some(x);
-        self.project.run_act(&h, train, residual, false)
-    }
-
     fn named_tensors(&self, prefix: &str, out: &mut Vec<(String, Tensor)>) {
         conv_bn_tensors(&self.expand, &format!("{prefix}.expand"), out);
         conv_bn_tensors(&self.depthwise, &format!("{prefix}.depthwise"), out);
@@ -117,17 +141,53 @@ impl InvertedResidual {
 
 /// One stage: halves time and frequency and sets the channel count.
 #[derive(Debug, Clone)]
-enum Stage {
+enum Stage<L = ConvBn> {
     /// conv3x3 + batch norm + ReLU + 2x2 max-pool.
-    Plain(ConvBn),
+    Plain(L),
     /// A pooling inverted residual, then a shape-keeping one.
-    Inverted(Box<(InvertedResidual, InvertedResidual)>),
+    Inverted(Box<(InvertedResidual<L>, InvertedResidual<L>)>),
 }
 
-/// The stages of one [`Backbone`] with the given output channels per stage.
+/// The stages of one [`Backbone`] with the given output channels per stage, on one kind of
+/// layer: [`ConvBn`] to train and save, [`FoldedConv`] (batch norm folded, [`Stages::fold`])
+/// to score.
 #[derive(Debug, Clone)]
-pub struct Stages {
-    stages: Vec<Stage>,
+pub struct Stages<L = ConvBn> {
+    stages: Vec<Stage<L>>,
+}
+
+impl<L: ConvLayer> Stages<L> {
+    /// `(b, 1, t, f)` -> `(b, channels.last(), t >> stages, f >> stages)`.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        let mut x = x.clone();
+        for stage in &self.stages {
+            x = match stage {
+                Stage::Plain(c) => pool(&c.run_act(&x, train, None, true)?, train)?,
+                Stage::Inverted(pair) => {
+                    let (down, same) = pair.as_ref();
+                    same.forward_t(&down.forward_t(&x, train)?, train)?
+                }
+            };
+        }
+        Ok(x)
+    }
+
+    /// The same stages with every layer replaced by `f` of it.
+    fn map<M>(&self, f: impl Fn(&L) -> candle_core::Result<M>) -> candle_core::Result<Stages<M>> {
+        let stages = self
+            .stages
+            .iter()
+            .map(|stage| {
+                Ok(match stage {
+                    Stage::Plain(c) => Stage::Plain(f(c)?),
+                    Stage::Inverted(pair) => {
+                        Stage::Inverted(Box::new((pair.0.map(&f)?, pair.1.map(&f)?)))
+                    }
+                })
+            })
+            .collect::<candle_core::Result<_>>()?;
+        Ok(Stages { stages })
+    }
 }
 
 impl Stages {
@@ -154,19 +214,10 @@ impl Stages {
         Ok(Self { stages })
     }
 
-    /// `(b, 1, t, f)` -> `(b, channels.last(), t >> stages, f >> stages)`.
-    pub fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
-        let mut x = x.clone();
-        for stage in &self.stages {
-            x = match stage {
-                Stage::Plain(c) => c.run_act(&x, train, None, true)?.max_pool2d(2)?,
-                Stage::Inverted(pair) => {
-                    let (down, same) = pair.as_ref();
-                    same.forward_t(&down.forward_t(&x, train)?, train)?
-                }
-            };
-        }
-        Ok(x)
+    /// The stages for scoring: every batch norm folded into its conv (running statistics), so
+    /// a window costs the convs alone. Gives [`Self::forward_t`]`(x, false)`'s output.
+    pub fn fold(&self) -> candle_core::Result<Stages<FoldedConv>> {
+        self.map(|c| c.folded(CudaKernels::default()))
     }
 
     /// Every weight and batch-norm statistic, named as `new` reads them.
@@ -240,6 +291,45 @@ mod tests {
             data["blocks.1.same.project.conv.weight"].dims(),
             &[8, 8 * EXPANSION, 1, 1]
         );
+    }
+
+    #[test]
+    fn folded_stages_score_like_the_batch_norm_graph() {
+        let x = Tensor::randn(0f32, 1.0, (2, 1, 16, 16), &Device::Cpu).unwrap();
+        for b in [Backbone::Plain, Backbone::MobileNet] {
+            let (vm, s) = stages(b, &[4, 8, 12]);
+            // Batch-norm statistics and affine parameters far from the identity, so a fold
+            // that dropped or misplaced any of them would change the output.
+            for (i, (name, var)) in vm.data().lock().unwrap().iter().enumerate() {
+                if name.contains(".bn") || name.starts_with("blocks.0.bn") {
+                    let n = var.elem_count();
+                    let v: Vec<f32> = (0..n)
+                        .map(|j| 0.5 + ((i * 7 + j * 3) % 11) as f32 / 10.0)
+                        .collect();
+                    let signed = name.ends_with("bias") || name.ends_with("running_mean");
+                    let v: Vec<f32> = if signed {
+                        v.iter().map(|a| a - 1.0).collect()
+                    } else {
+                        v
+                    };
+                    var.set(&Tensor::from_vec(v, var.shape(), &Device::Cpu).unwrap())
+                        .unwrap();
+                }
+            }
+            let want = s.forward_t(&x, false).unwrap();
+            let got = s.fold().unwrap().forward_t(&x, false).unwrap();
+            assert_eq!(got.dims(), want.dims());
+            let diff = (got - &want).unwrap().abs().unwrap().max_all().unwrap();
+            let scale = want.abs().unwrap().max_all().unwrap();
+            let (d, m) = (
+                diff.to_scalar::<f32>().unwrap(),
+                scale.to_scalar::<f32>().unwrap(),
+            );
+            assert!(
+                m > 0.1 && d <= 1e-5 * m,
+                "{b:?}: max diff {d}, max value {m}"
+            );
+        }
     }
 
     #[test]

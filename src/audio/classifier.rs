@@ -18,6 +18,7 @@ use candle_nn::{Linear, Module, VarBuilder};
 pub use crate::audio::blocks::Backbone;
 use crate::audio::blocks::Stages;
 use crate::error::{CandleContext, Error, Result};
+use crate::model::layers::FoldedConv;
 
 /// Value of the `format` metadata key; `load` refuses files without it.
 pub const FORMAT: &str = "hlfp-audio-classifier-v1";
@@ -276,6 +277,9 @@ pub struct AudioClassifier {
     norm_mean: Tensor,
     norm_std: Tensor,
     stages: Stages,
+    /// The stages with batch norm folded, scoring windows when present: set by
+    /// [`AudioClassifier::load`] (a loaded model is not trained further), absent while training.
+    folded: Option<Stages<FoldedConv>>,
     head: Linear,
     /// Attention scores per frame and label ([`PoolingHead::Attention`] only).
     att: Option<Linear>,
@@ -329,6 +333,7 @@ impl AudioClassifier {
             norm_mean,
             norm_std,
             stages,
+            folded: None,
             head,
             att,
             device,
@@ -370,7 +375,14 @@ impl AudioClassifier {
         // SAFETY: as above; candle keeps its own map of the same read-only file.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[path], DType::F32, device) }
             .map_err(|e| werr(format!("cannot map weights: {e}")))?;
-        Self::new(cfg, norm, vb).map_err(|e| werr(e.to_string()))
+        let mut model = Self::new(cfg, norm, vb).map_err(|e| werr(e.to_string()))?;
+        model.folded = Some(
+            model
+                .stages
+                .fold()
+                .map_err(|e| werr(format!("cannot fold batch norm: {e}")))?,
+        );
+        Ok(model)
     }
 
     /// Write weights, batch-norm statistics, feature norm and metadata to one safetensors file.
@@ -486,7 +498,10 @@ impl AudioClassifier {
         if self.cfg.window_norm == WindowNorm::BandMean {
             x = x.broadcast_sub(&x.mean_keepdim(2)?)?;
         }
-        let x = self.stages.forward_t(&x, train)?;
+        let x = match (&self.folded, train) {
+            (Some(folded), false) => folded.forward_t(&x, false)?,
+            _ => self.stages.forward_t(&x, train)?,
+        };
         // (b, c, t', f') -> (b, t', c * f'): frequency stays a position (a meow and a bark
         // differ in *where* the energy is, which a frequency average would throw away); then
         // mean and max over time, so a short call anywhere in the window counts.

@@ -30,25 +30,56 @@ fn geometry(xl: &Layout, wl: &Layout) -> candle_core::Result<(usize, usize, usiz
     Ok((b, c, h, w, kh))
 }
 
-/// `out += taps (*) plane` for one channel plane, "same" padding: for every tap, one
-/// multiply-add over the overlapping rows and columns (contiguous, so it vectorises).
-fn correlate_plane(plane: &[f32], taps: &[f32], k: usize, h: usize, w: usize, out: &mut [f32]) {
+/// Below this many output values a forward pass runs on the calling thread: handing a small
+/// window's planes to the rayon pool costs more than computing them (the audio path scores one
+/// window at a time).
+const PARALLEL_MIN_VALUES: usize = 1 << 16;
+
+/// `out = taps (*) plane` for one channel plane, "same" padding. The plane is first copied
+/// into `padded` (zero border of `k / 2`), so every output row is a sum of `k * k` shifted,
+/// equal-length row slices with no edge cases: it vectorises, and the 3x3 case (every
+/// depthwise conv of the networks here) is one pass with nine multiply-adds per value.
+fn correlate_plane(
+    plane: &[f32],
+    taps: &[f32],
+    k: usize,
+    (h, w): (usize, usize),
+    padded: &mut Vec<f32>,
+    out: &mut [f32],
+) {
     let p = k / 2;
-    for ky in 0..k {
-        for kx in 0..k {
-            let t = taps[ky * k + kx];
-            // Output (i, j) reads input (i + ky - p, j + kx - p).
-            let (i0, i1) = (p.saturating_sub(ky), (h + p).saturating_sub(ky).min(h));
-            let (j0, j1) = (p.saturating_sub(kx), (w + p).saturating_sub(kx).min(w));
-            if j0 >= j1 {
-                continue;
+    let pw = w + 2 * p;
+    padded.clear();
+    padded.resize((h + 2 * p) * pw, 0.0);
+    for (i, row) in plane.chunks_exact(w).enumerate() {
+        padded[(i + p) * pw + p..(i + p) * pw + p + w].copy_from_slice(row);
+    }
+    for (i, o) in out.chunks_exact_mut(w).enumerate() {
+        let row = |ky: usize, kx: usize| &padded[(i + ky) * pw + kx..(i + ky) * pw + kx + w];
+        if k == 3 {
+            let (a0, a1, a2) = (row(0, 0), row(0, 1), row(0, 2));
+            let (b0, b1, b2) = (row(1, 0), row(1, 1), row(1, 2));
+            let (c0, c1, c2) = (row(2, 0), row(2, 1), row(2, 2));
+            let t = &taps[..9];
+            for j in 0..w {
+                o[j] = t[0] * a0[j]
+                    + t[1] * a1[j]
+                    + t[2] * a2[j]
+                    + t[3] * b0[j]
+                    + t[4] * b1[j]
+                    + t[5] * b2[j]
+                    + t[6] * c0[j]
+                    + t[7] * c1[j]
+                    + t[8] * c2[j];
             }
-            for i in i0..i1 {
-                let src = (i + ky - p) * w + (j0 + kx - p);
-                let dst = i * w + j0;
-                let n = j1 - j0;
-                for (o, v) in out[dst..dst + n].iter_mut().zip(&plane[src..src + n]) {
-                    *o += t * v;
+        } else {
+            o.fill(0.0);
+            for ky in 0..k {
+                for kx in 0..k {
+                    let t = taps[ky * k + kx];
+                    for (oj, v) in o.iter_mut().zip(row(ky, kx)) {
+                        *oj += t * v;
+                    }
                 }
             }
         }
@@ -72,13 +103,25 @@ impl CustomOp2 for Depthwise {
         let wt = f32_slice(ws, wl, "depthwise conv kernel")?;
         let hw = h * w;
         let mut out = vec![0f32; b * c * hw];
-        out.par_chunks_mut(hw.max(1))
-            .zip(x.par_chunks(hw.max(1)))
-            .enumerate()
-            .for_each(|(bc, (o, plane))| {
-                let ch = bc % c;
-                correlate_plane(plane, &wt[ch * k * k..(ch + 1) * k * k], k, h, w, o)
-            });
+        if hw == 0 {
+            return Ok((CpuStorage::F32(out), Shape::from((b, c, h, w))));
+        }
+        let plane = |padded: &mut Vec<f32>, (bc, (o, x)): (usize, (&mut [f32], &[f32]))| {
+            let ch = bc % c;
+            correlate_plane(x, &wt[ch * k * k..(ch + 1) * k * k], k, (h, w), padded, o)
+        };
+        if out.len() < PARALLEL_MIN_VALUES {
+            let mut padded = Vec::new();
+            out.chunks_mut(hw)
+                .zip(x.chunks(hw))
+                .enumerate()
+                .for_each(|item| plane(&mut padded, item));
+        } else {
+            out.par_chunks_mut(hw)
+                .zip(x.par_chunks(hw))
+                .enumerate()
+                .for_each_with(Vec::new(), plane);
+        }
         Ok((CpuStorage::F32(out), Shape::from((b, c, h, w))))
     }
 

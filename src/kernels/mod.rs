@@ -12,3 +12,4 @@ pub mod cuda_conv;
 pub mod cuda_graph;
 pub mod depthwise;
 pub mod im2col_op;
+pub mod pool;

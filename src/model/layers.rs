@@ -185,6 +185,26 @@ impl ConvBn {
         ]);
     }
 
+    /// This layer for inference: its BatchNorm (running statistics) folded into the conv
+    /// ([`FoldedConv::fold`]), same stride, padding and groups.
+    pub fn folded(&self, cuda: CudaKernels) -> candle_core::Result<FoldedConv> {
+        let (gamma, beta) = self.bn.weight_and_bias().ok_or_else(|| {
+            candle_core::Error::Msg("cannot fold a BatchNorm without affine parameters".into())
+        })?;
+        FoldedConv::fold(
+            &self.weight,
+            gamma,
+            beta,
+            self.bn.running_mean(),
+            self.bn.running_var(),
+            self.stride,
+            self.pad,
+            self.groups,
+            self.grouped,
+            cuda,
+        )
+    }
+
     /// The convolution alone, in [`Self::compute`] precision, output in the BatchNorm's dtype.
     fn conv_only(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let f = self.bn.running_mean().dtype();
