@@ -22,6 +22,10 @@ pub const SEPARATOR: char = '+';
 /// labels joined by `,`).
 pub const OWNS: char = '@';
 
+/// In a member's owned labels: every label that no member owns by name. `dog,*@short` scores
+/// `dog` (with its other owners) and everything else, like a member that owns nothing.
+pub const UNOWNED: &str = "*";
+
 /// Split one member of a model path into the labels it owns (empty: none) and its file.
 pub fn split_member(part: &str) -> (Vec<&str>, &str) {
     match part.split_once(OWNS) {
@@ -69,7 +73,8 @@ impl Ensemble {
     }
 
     /// Join `members`, member `i` owning the labels `owners[i]` (empty: it owns none). A label
-    /// with owners is scored by them alone, every other label by the members that own none.
+    /// with owners is scored by them alone, every other label by the members that own none or
+    /// own [`UNOWNED`].
     /// Members must agree on labels (in order), mel bins, output kind (averaging a softmax
     /// with a sigmoid would mix two meanings of a score) and front-end; windows may differ.
     pub fn with_owners(members: Vec<AudioClassifier>, owners: Vec<Vec<String>>) -> Result<Self> {
@@ -103,7 +108,7 @@ impl Ensemble {
         let labels = first.labels();
         let mut owned_by: Vec<Vec<usize>> = vec![Vec::new(); labels.len()];
         for (i, own) in owners.iter().enumerate() {
-            for l in own {
+            for l in own.iter().filter(|l| *l != UNOWNED) {
                 let ix = labels.iter().position(|x| x == l).ok_or_else(|| {
                     Error::Config(format!(
                         "ensemble member {i} owns {l:?}, which is not one of the labels {labels:?}"
@@ -113,7 +118,7 @@ impl Ensemble {
             }
         }
         let free: Vec<usize> = (0..members.len())
-            .filter(|&i| owners[i].is_empty())
+            .filter(|&i| owners[i].is_empty() || owners[i].iter().any(|l| l == UNOWNED))
             .collect();
         let mut scorers = Vec::with_capacity(labels.len());
         for (ix, owned) in owned_by.into_iter().enumerate() {
@@ -124,7 +129,8 @@ impl Ensemble {
             };
             if s.is_empty() {
                 return Err(Error::Config(format!(
-                    "no ensemble member scores {:?}: every member owns other labels",
+                    "no ensemble member scores {:?}: every member owns other labels (a member \
+                     owning {UNOWNED:?} scores every label no one owns)",
                     labels[ix]
                 )));
             }
@@ -272,6 +278,45 @@ mod tests {
             "y from the others"
         );
         assert!(e.score(&w[..32]).is_err(), "a short window is an error");
+    }
+
+    #[test]
+    fn a_member_owning_the_unowned_labels_also_scores_its_named_ones() {
+        // a owns x; b owns x and every unowned label (y): x is averaged over a and b, y is b's.
+        let (a, b) = (model(&["x", "y"], 4, 1), model(&["x", "y"], 4, 2));
+        let w: Vec<f32> = (0..32).map(|i| (i as f32 * 0.29).cos() * 12.0).collect();
+        let (pa, pb) = (a.predict(&w).unwrap(), b.predict(&w).unwrap());
+        assert_ne!(pa, pb);
+        let mut e = Ensemble::with_owners(
+            vec![a, b],
+            vec![vec!["x".into()], vec!["x".into(), UNOWNED.into()]],
+        )
+        .unwrap();
+        let p = e.score(&w).unwrap();
+        assert!(
+            (p[0] - (pa[0] + pb[0]) / 2.0).abs() < 1e-6,
+            "x from both owners"
+        );
+        assert!(
+            (p[1] - pb[1]).abs() < 1e-6,
+            "y from the wildcard member alone"
+        );
+        // The spec form, and the wildcard is not taken for a label.
+        assert_eq!(split_member("x,*@b.st"), (vec!["x", "*"], "b.st"));
+        let dir = tempfile::tempdir().unwrap();
+        let (fa, fb) = (dir.path().join("a.st"), dir.path().join("b.st"));
+        model(&["x", "y"], 4, 1).save(&fa).unwrap();
+        model(&["x", "y"], 4, 2).save(&fb).unwrap();
+        let spec = format!("x@{}+x,*@{}", fa.display(), fb.display());
+        let mut loaded = Ensemble::load(Path::new(&spec), &Device::Cpu).unwrap();
+        assert_eq!(loaded.score(&w).unwrap(), p);
+        // Without the wildcard nobody scores y.
+        let err = Ensemble::with_owners(
+            vec![model(&["x", "y"], 4, 1), model(&["x", "y"], 4, 2)],
+            vec![vec!["x".into()], vec!["x".into()]],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("owning \"*\""), "{err}");
     }
 
     #[test]

@@ -25,7 +25,8 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
     /// Audio classifier weights (several joined by `+` are an ensemble: scores averaged;
-    /// `cat@a.safetensors+b.safetensors`: a alone scores cat, b the other labels).
+    /// `cat@a.safetensors+b.safetensors`: a alone scores cat, b the other labels;
+    /// `cat@a.safetensors+cat,*@b.safetensors`: cat averaged over both, b scores the rest).
     #[arg(long, default_value = hlfp::audio::DEFAULT_MODEL)]
     pub model: PathBuf,
     /// Cue mapping and detector settings.

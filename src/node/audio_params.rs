@@ -188,7 +188,7 @@ static TABLE: &[Spec] = &[
         name: "model_path",
         ty: ParamType::String { choices: &[] },
         dynamic: false,
-        description: "Sound classifier weights (labels and window in the file); several joined by `+` are an ensemble, `cat@a.safetensors+b.safetensors` has a alone score cat; each file relative to the package's share directory.",
+        description: "Sound classifier weights (labels and window in the file); several joined by `+` are an ensemble, `cat@a.safetensors+b.safetensors` has a alone score cat, `cat@a.safetensors+cat,*@b.safetensors` averages cat over both and has b score the rest; each file relative to the package's share directory.",
         get: |c| P::String(c.model_path.clone()),
         set: |c, v| {
             c.model_path = read::text(v);
