@@ -7,7 +7,8 @@ use candle_core::{DType, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::error::{Error, Result};
-use crate::model::layers::{ConvBn, ConvLayer, CudaKernels, FoldedConv};
+use crate::model::layers::{ConvBn, ConvLayer, CudaKernels, EngineConv, FoldedConv, InferConv};
+use crate::model::Backend;
 
 /// Channel expansion of an inverted residual's 1x1 "expand" conv.
 pub const EXPANSION: usize = 4;
@@ -149,8 +150,8 @@ enum Stage<L = ConvBn> {
 }
 
 /// The stages of one [`Backbone`] with the given output channels per stage, on one kind of
-/// layer: [`ConvBn`] to train and save, [`FoldedConv`] (batch norm folded, [`Stages::fold`])
-/// to score.
+/// layer: [`ConvBn`] to train and save, [`InferConv`] (batch norm folded, [`Stages::fold`], on
+/// the CPU engine or candle's ops, [`Stages::on_backend`]) to score.
 #[derive(Debug, Clone)]
 pub struct Stages<L = ConvBn> {
     stages: Vec<Stage<L>>,
@@ -218,6 +219,21 @@ impl Stages {
     /// a window costs the convs alone. Gives [`Self::forward_t`]`(x, false)`'s output.
     pub fn fold(&self) -> candle_core::Result<Stages<FoldedConv>> {
         self.map(|c| c.folded(CudaKernels::default()))
+    }
+
+    /// The stages for scoring on `backend`: [`Self::fold`], then on the CPU engine's kernels
+    /// (bias, residual and ReLU fused into each conv; `threads` per GEMM) or candle's ops.
+    pub fn on_backend(
+        &self,
+        backend: Backend,
+        threads: usize,
+    ) -> candle_core::Result<Stages<InferConv>> {
+        self.fold()?.map(|f| {
+            Ok(match backend {
+                Backend::Engine => InferConv::Engine(EngineConv::from_folded(f, threads)?),
+                Backend::Candle => InferConv::Candle(f.clone()),
+            })
+        })
     }
 
     /// Every weight and batch-norm statistic, named as `new` reads them.
@@ -317,18 +333,23 @@ mod tests {
                 }
             }
             let want = s.forward_t(&x, false).unwrap();
-            let got = s.fold().unwrap().forward_t(&x, false).unwrap();
-            assert_eq!(got.dims(), want.dims());
-            let diff = (got - &want).unwrap().abs().unwrap().max_all().unwrap();
             let scale = want.abs().unwrap().max_all().unwrap();
-            let (d, m) = (
-                diff.to_scalar::<f32>().unwrap(),
-                scale.to_scalar::<f32>().unwrap(),
-            );
-            assert!(
-                m > 0.1 && d <= 1e-5 * m,
-                "{b:?}: max diff {d}, max value {m}"
-            );
+            let m = scale.to_scalar::<f32>().unwrap();
+            assert!(m > 0.1, "{b:?}: max value {m}");
+            for backend in [Backend::Candle, Backend::Engine] {
+                let got = s
+                    .on_backend(backend, 1)
+                    .unwrap()
+                    .forward_t(&x, false)
+                    .unwrap();
+                assert_eq!(got.dims(), want.dims());
+                let diff = (got - &want).unwrap().abs().unwrap().max_all().unwrap();
+                let d = diff.to_scalar::<f32>().unwrap();
+                assert!(
+                    d <= 1e-5 * m,
+                    "{b:?} on {backend:?}: max diff {d}, max value {m}"
+                );
+            }
         }
     }
 

@@ -18,7 +18,8 @@ use candle_nn::{Linear, Module, VarBuilder};
 pub use crate::audio::blocks::Backbone;
 use crate::audio::blocks::Stages;
 use crate::error::{CandleContext, Error, Result};
-use crate::model::layers::FoldedConv;
+use crate::model::layers::InferConv;
+use crate::model::Backend;
 
 /// Value of the `format` metadata key; `load` refuses files without it.
 pub const FORMAT: &str = "hlfp-audio-classifier-v1";
@@ -277,9 +278,10 @@ pub struct AudioClassifier {
     norm_mean: Tensor,
     norm_std: Tensor,
     stages: Stages,
-    /// The stages with batch norm folded, scoring windows when present: set by
-    /// [`AudioClassifier::load`] (a loaded model is not trained further), absent while training.
-    folded: Option<Stages<FoldedConv>>,
+    /// The stages with batch norm folded, on the device's backend (the CPU engine on the CPU),
+    /// scoring windows when present: set by [`AudioClassifier::load`] (a loaded model is not
+    /// trained further), absent while training.
+    folded: Option<Stages<InferConv>>,
     head: Linear,
     /// Attention scores per frame and label ([`PoolingHead::Attention`] only).
     att: Option<Linear>,
@@ -379,7 +381,8 @@ impl AudioClassifier {
         model.folded = Some(
             model
                 .stages
-                .fold()
+                // One thread per GEMM: the stream scores one window at a time.
+                .on_backend(Backend::for_device(device), 1)
                 .map_err(|e| werr(format!("cannot fold batch norm: {e}")))?,
         );
         Ok(model)

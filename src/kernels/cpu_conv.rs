@@ -1,11 +1,13 @@
 //! The CPU engine's kernels: convolutions as GEMMs (1x1 convs as plain matrix products, kxk
-//! through im2col, grouped convs as one GEMM per group) with bias, residual add and ReLU fused
-//! into one pass, and the stem's max-pool.
+//! through im2col, grouped convs as one GEMM per group; depthwise convs, one filter per channel,
+//! as shifted multiply-adds per plane) with bias, residual add and ReLU fused into one pass, and
+//! the stem's max-pool.
 //!
 //! Layout: one image at a time, channels-major (`[C, H*W]`, the NCHW layout of one batch item),
 //! f32. Weights are BatchNorm-folded `[out_c, in_c/groups * k * k]` (PyTorch's conv weight
 //! flattened), so the im2col rows are ordered (channel, ky, kx) to match.
 
+use super::depthwise::correlate_plane;
 use crate::{Error, Result};
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -44,6 +46,16 @@ impl ConvSpec {
     fn is_pointwise(&self) -> bool {
         self.kernel == 1 && self.pad == 0
     }
+
+    /// One kxk filter per channel, stride 1, "same" padding: the depthwise kernel's case.
+    fn is_depthwise(&self) -> bool {
+        self.groups == self.in_c
+            && self.out_c == self.in_c
+            && self.kernel % 2 == 1
+            && self.kernel > 1
+            && self.stride == 1
+            && self.pad == self.kernel / 2
+    }
 }
 
 /// A convolution with its BatchNorm folded into `weight` and `bias`.
@@ -61,6 +73,7 @@ pub struct GemmConv {
 #[derive(Debug, Default)]
 pub struct Scratch {
     cols: Vec<f32>,
+    padded: Vec<f32>,
 }
 
 /// Run `c = a * b` with row-major `a: [m, k]`, `b: [k, n]`, `c: [m, n]`, each with its own row
@@ -213,6 +226,19 @@ impl GemmConv {
             }
         }
         let (cg, og, kg) = (s.in_c / s.groups, s.out_c / s.groups, s.k_per_group());
+        if s.is_depthwise() {
+            // A GEMM per channel would be a 1 x k*k by k*k x H*W product: bookkeeping only.
+            let k2 = s.kernel * s.kernel;
+            for ((o, plane), taps) in out
+                .chunks_exact_mut(p)
+                .zip(x.chunks_exact(h * w))
+                .zip(self.weight.chunks_exact(k2))
+            {
+                correlate_plane(plane, taps, s.kernel, (h, w), &mut scratch.padded, o);
+            }
+            epilogue(out, &self.bias, residual, relu, p, threads);
+            return Ok((ho, wo));
+        }
 
         // The GEMM's right-hand side: the input itself for a stride-1 pointwise conv, else im2col.
         let cols: &[f32] = if s.is_pointwise() && s.stride == 1 {
@@ -255,13 +281,22 @@ impl GemmConv {
                     sgemm(og, p, kg, wg, kg, bg, p, o, p, Parallelism::None);
                 });
         }
-        epilogue(out, &self.bias, residual, relu, p);
+        epilogue(out, &self.bias, residual, relu, p, threads);
         Ok((ho, wo))
     }
 }
 
-/// One pass over the GEMM output: `out = act(out + bias[channel] + residual)`.
-fn epilogue(out: &mut [f32], bias: &[f32], residual: Option<&[f32]>, relu: bool, p: usize) {
+/// One pass over the GEMM output: `out = act(out + bias[channel] + residual)`, over the rayon
+/// pool only when `threads > 1` and the output is large (handing work to the pool costs more
+/// than a small pass).
+fn epilogue(
+    out: &mut [f32],
+    bias: &[f32],
+    residual: Option<&[f32]>,
+    relu: bool,
+    p: usize,
+    threads: usize,
+) {
     let work = |(o, (row, b)): (usize, (&mut [f32], &f32))| {
         let b = *b;
         match residual {
@@ -284,7 +319,7 @@ fn epilogue(out: &mut [f32], bias: &[f32], residual: Option<&[f32]>, relu: bool,
             }
         }
     };
-    if out.len() >= 1 << 16 {
+    if threads > 1 && out.len() >= 1 << 16 {
         out.par_chunks_mut(p)
             .zip(bias.par_iter())
             .enumerate()
@@ -517,6 +552,9 @@ mod tests {
         check(c(12, 12, 3, 2, 1, 3), 8, 8, false, true, 2); // grouped 3x3 (3 branches)
         check(c(12, 24, 1, 1, 0, 3), 5, 5, true, true, 2); // grouped 1x1 + residual
         check(c(6, 4, 1, 1, 0, 2), 4, 4, false, false, 1); // grouped, no epilogue
+        check(c(8, 8, 3, 1, 1, 8), 6, 5, false, true, 1); // depthwise 3x3 (own kernel)
+        check(c(4, 4, 3, 1, 1, 4), 3, 8, true, false, 1); // depthwise + residual
+        check(c(3, 3, 5, 1, 2, 3), 4, 4, false, true, 1); // depthwise 5x5, plane < kernel
     }
 
     #[test]

@@ -39,7 +39,7 @@ const PARALLEL_MIN_VALUES: usize = 1 << 16;
 /// into `padded` (zero border of `k / 2`), so every output row is a sum of `k * k` shifted,
 /// equal-length row slices with no edge cases: it vectorises, and the 3x3 case (every
 /// depthwise conv of the networks here) is one pass with nine multiply-adds per value.
-fn correlate_plane(
+pub(crate) fn correlate_plane(
     plane: &[f32],
     taps: &[f32],
     k: usize,

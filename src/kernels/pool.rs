@@ -23,17 +23,18 @@ impl CustomOp1 for MaxPool2 {
             candle_core::bail!("2x2 max-pool needs planes of at least 2x2, got {h}x{w}");
         }
         let (ho, wo) = (h / 2, w / 2);
-        let mut out = Vec::with_capacity(b * c * ho * wo);
-        {
-            for plane in x.chunks_exact(h * w) {
-                for i in 0..ho {
-                    let top = &plane[2 * i * w..2 * i * w + 2 * wo];
-                    let bottom = &plane[(2 * i + 1) * w..(2 * i + 1) * w + 2 * wo];
-                    out.extend(
-                        top.chunks_exact(2)
-                            .zip(bottom.chunks_exact(2))
-                            .map(|(t, u)| t[0].max(t[1]).max(u[0].max(u[1]))),
+        let mut out = vec![0f32; b * c * ho * wo];
+        for (plane, o) in x.chunks_exact(h * w).zip(out.chunks_exact_mut(ho * wo)) {
+            for (i, row) in o.chunks_exact_mut(wo).enumerate() {
+                // Rows 2i and 2i + 1, cut to the columns the output reads.
+                let top = &plane[2 * i * w..2 * i * w + 2 * wo];
+                let bottom = &plane[(2 * i + 1) * w..(2 * i + 1) * w + 2 * wo];
+                for (j, v) in row.iter_mut().enumerate() {
+                    let (a, b) = (
+                        top[2 * j].max(top[2 * j + 1]),
+                        bottom[2 * j].max(bottom[2 * j + 1]),
                     );
+                    *v = a.max(b);
                 }
             }
         }
