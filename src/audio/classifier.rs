@@ -383,7 +383,11 @@ impl AudioClassifier {
                 .stages
                 // One thread per GEMM: the stream scores one window at a time.
                 .on_backend(Backend::for_device(device), 1)
-                .map_err(|e| werr(format!("cannot fold batch norm: {e}")))?,
+                .map_err(|e| {
+                    werr(format!(
+                        "cannot build the scoring layers (batch norm folded): {e}"
+                    ))
+                })?,
         );
         Ok(model)
     }

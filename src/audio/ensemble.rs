@@ -309,7 +309,10 @@ mod tests {
         model(&["x", "y"], 4, 2).save(&fb).unwrap();
         let spec = format!("x@{}+x,*@{}", fa.display(), fb.display());
         let mut loaded = Ensemble::load(Path::new(&spec), &Device::Cpu).unwrap();
-        assert_eq!(loaded.score(&w).unwrap(), p);
+        // A loaded model scores with batch norm folded: the same up to float rounding.
+        for (a, b) in loaded.score(&w).unwrap().iter().zip(&p) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
         // Without the wildcard nobody scores y.
         let err = Ensemble::with_owners(
             vec![model(&["x", "y"], 4, 1), model(&["x", "y"], 4, 2)],
@@ -360,7 +363,7 @@ mod tests {
         let w: Vec<f32> = (0..32).map(|i| i as f32 - 16.0).collect();
         let pa_y = model(&["x", "y"], 4, 1).predict(&w).unwrap()[1];
         assert!(
-            (e.score(&w).unwrap()[1] - pa_y).abs() < 1e-6,
+            (e.score(&w).unwrap()[1] - pa_y).abs() < 1e-5,
             "y from its owner"
         );
     }

@@ -3,7 +3,9 @@
 //! A depthwise conv has one kxk filter per channel. As a grouped im2col + matmul it becomes one
 //! tiny (1 x k*k) by (k*k x H*W) product per channel, and candle's grouped `conv2d` runs one
 //! conv per channel: both spend their time on bookkeeping. Here each channel plane is k*k
-//! shifted multiply-adds over whole rows, in parallel over planes. The backward pass is the
+//! shifted multiply-adds over whole rows of a zero-padded copy, in parallel over planes for
+//! large inputs ([`correlate_plane`], which the CPU engine's depthwise branch runs too). The
+//! backward pass is the
 //! same op with the kernel rotated by 180 degrees (input gradient) and a per-channel
 //! correlation of input and output gradient ([`DepthwiseWeightGrad`], weight gradient).
 
@@ -47,6 +49,9 @@ pub(crate) fn correlate_plane(
     padded: &mut Vec<f32>,
     out: &mut [f32],
 ) {
+    if h == 0 || w == 0 {
+        return;
+    }
     let p = k / 2;
     let pw = w + 2 * p;
     padded.clear();
