@@ -7,7 +7,7 @@ use candle_core::{DType, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::error::{Error, Result};
-use crate::model::layers::{ConvBn, ConvLayer, CudaKernels, EngineConv, FoldedConv, InferConv};
+use crate::model::layers::{ConvBn, ConvLayer, CudaKernels, EngineConv, InferConv};
 use crate::model::Backend;
 
 /// Channel expansion of an inverted residual's 1x1 "expand" conv.
@@ -150,8 +150,8 @@ enum Stage<L = ConvBn> {
 }
 
 /// The stages of one [`Backbone`] with the given output channels per stage, on one kind of
-/// layer: [`ConvBn`] to train and save, [`InferConv`] (batch norm folded, [`Stages::fold`], on
-/// the CPU engine or candle's ops, [`Stages::on_backend`]) to score.
+/// layer: [`ConvBn`] to train and save, [`InferConv`] (batch norm folded, on the CPU engine or
+/// candle's ops, [`Stages::on_backend`]) to score.
 #[derive(Debug, Clone)]
 pub struct Stages<L = ConvBn> {
     stages: Vec<Stage<L>>,
@@ -215,23 +215,20 @@ impl Stages {
         Ok(Self { stages })
     }
 
-    /// The stages for scoring: every batch norm folded into its conv (running statistics), so
-    /// a window costs the convs alone. Gives [`Self::forward_t`]`(x, false)`'s output.
-    pub fn fold(&self) -> candle_core::Result<Stages<FoldedConv>> {
-        self.map(|c| c.folded(CudaKernels::default()))
-    }
-
-    /// The stages for scoring on `backend`: [`Self::fold`], then on the CPU engine's kernels
-    /// (bias, residual and ReLU fused into each conv; `threads` per GEMM) or candle's ops.
+    /// The stages for scoring on `backend`: every batch norm folded into its conv (running
+    /// statistics, [`ConvBn::folded`]), then on the CPU engine's kernels (bias, residual and
+    /// ReLU fused into each conv; `threads` per GEMM) or candle's ops. Gives
+    /// [`Self::forward_t`]`(x, false)`'s output.
     pub fn on_backend(
         &self,
         backend: Backend,
         threads: usize,
     ) -> candle_core::Result<Stages<InferConv>> {
-        self.fold()?.map(|f| {
+        self.map(|c| {
+            let f = c.folded(CudaKernels::default())?;
             Ok(match backend {
-                Backend::Engine => InferConv::Engine(EngineConv::from_folded(f, threads)?),
-                Backend::Candle => InferConv::Candle(f.clone()),
+                Backend::Engine => InferConv::Engine(EngineConv::from_folded(&f, threads)?),
+                Backend::Candle => InferConv::Candle(f),
             })
         })
     }

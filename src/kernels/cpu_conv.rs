@@ -319,7 +319,7 @@ fn epilogue(
             }
         }
     };
-    if threads > 1 && out.len() >= 1 << 16 {
+    if threads > 1 && out.len() >= super::PARALLEL_MIN_VALUES {
         out.par_chunks_mut(p)
             .zip(bias.par_iter())
             .enumerate()

@@ -13,6 +13,7 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::im2col_op::f32_slice;
+use super::PARALLEL_MIN_VALUES;
 
 /// `x [B, C, H, W]` (*) `w [C, 1, k, k]` -> `[B, C, H, W]`, odd `k`, padding `k / 2`.
 #[derive(Debug, Clone, Copy)]
@@ -31,11 +32,6 @@ fn geometry(xl: &Layout, wl: &Layout) -> candle_core::Result<(usize, usize, usiz
     }
     Ok((b, c, h, w, kh))
 }
-
-/// Below this many output values a forward pass runs on the calling thread: handing a small
-/// window's planes to the rayon pool costs more than computing them (the audio path scores one
-/// window at a time).
-const PARALLEL_MIN_VALUES: usize = 1 << 16;
 
 /// `out = taps (*) plane` for one channel plane, "same" padding. The plane is first copied
 /// into `padded` (zero border of `k / 2`), so every output row is a sum of `k * k` shifted,

@@ -13,3 +13,7 @@ pub mod cuda_graph;
 pub mod depthwise;
 pub mod im2col_op;
 pub mod pool;
+
+/// Below this many output values a CPU kernel pass runs on the calling thread: handing a small
+/// pass (one audio window's planes or epilogue) to the rayon pool costs more than doing it.
+pub(crate) const PARALLEL_MIN_VALUES: usize = 1 << 16;
