@@ -10,9 +10,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::{Error, Result};
 
-/// Animal labels that are not cues: their clips test false cues on other animals.
-pub const OTHER_ANIMAL_LABELS: [&str; 9] = [
-    "bird", "chicken", "cow", "donkey", "frog", "lion", "monkey", "rooster", "sheep",
+/// Animal labels that are not cues: their clips test false cues on other animals. `animal` holds
+/// the other animals of `scripts/debian_sounds.py` (horses, elephants, insects, ...).
+pub const OTHER_ANIMAL_LABELS: [&str; 10] = [
+    "animal", "bird", "chicken", "cow", "donkey", "frog", "lion", "monkey", "rooster", "sheep",
 ];
 
 /// Labels whose clips contain a cued animal.
@@ -259,6 +260,8 @@ mod tests {
         assert!(split_by_source(&clips, &["nope".to_string()], 0).is_err());
         assert_eq!(clip("audio/rooster/esc10_1-1-A.wav").label, "rooster");
         assert_eq!(label_kind("rooster"), LabelKind::OtherAnimal);
+        assert_eq!(label_kind("animal"), LabelKind::OtherAnimal);
+        assert_eq!(label_kind("sfx"), LabelKind::NonAnimal);
         assert_eq!(label_kind("crying_baby"), LabelKind::NonAnimal);
         assert!(ClipSource::from_rel_path("x.wav").is_err());
     }
