@@ -23,6 +23,7 @@ animals and `sfx` for every other sound. Deterministic: same packages, same file
 """
 import argparse
 import csv
+import io
 import os
 import re
 import struct
@@ -91,7 +92,7 @@ LABELS = [
      r"|caribou|moose|giraffe|hippo|rhino|beaver|mouse|rabbit|squirrel|ferret|badger|koala"
      r"|wombat|tiger|lynx|jaguar|panda|otter|hamster|chinchilla|hedgehog|raccoon|porcupine"
      r"|wallaby|foal|bee|hornet|mosquito|grasshopper|cricket|iguana|snake|python|newt"
-     r"|turtle|snail|spider|bat|ladybug|weevil|beetle|moth|urchin|fish|crickets|owl", "animal"),
+     r"|turtle|snail|spider|bat|ladybug|weevil|beetle|moth|urchin|fish", "animal"),
 ]
 
 AUDIO = (".ogg", ".wav", ".mp3", ".oga")
@@ -141,8 +142,9 @@ def label_of(rel):
     return "sfx"
 
 
-def to_16k_mono(path):
-    x, rate = sf.read(path, dtype="float64", always_2d=True)
+def to_16k_mono(src):
+    """16 kHz mono samples of the first MAX_S seconds of `src` (a path or a file object)."""
+    x, rate = sf.read(src, dtype="float64", always_2d=True)
     x = x.mean(axis=1)
     x = x[: int(MAX_S * rate)]
     if rate != RATE:
@@ -190,13 +192,11 @@ def main():
                     if f.endswith(".rcc"):
                         for name, raw in rcc_files(full):
                             if name.lower().endswith(AUDIO):
-                                tmp = os.path.join(work, "rcc_" + os.path.basename(name))
-                                open(tmp, "wb").write(raw)
-                                found.append((f"{rel}:{name}", tmp))
+                                found.append((f"{rel}:{name}", io.BytesIO(raw)))
                     elif f.lower().endswith(AUDIO):
                         found.append((rel, full))
         n, used = 0, set()
-        for rel, path in sorted(found):
+        for rel, path in sorted(found, key=lambda f: f[0]):
             label = label_of(rel)
             if label is None:
                 continue
