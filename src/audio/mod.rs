@@ -22,9 +22,8 @@ pub mod train;
 pub mod wav;
 
 /// The shipped sound classifier ([`ensemble`] spec, paths relative to the repository root or
-/// the ROS package's share directory): `cat` is the mean of two 0.97 s-window models (trained
-/// with cat and dog drawn 2x and 4x), `dog` the mean of the second and the 0.65 s model, every
-/// other label the 0.65 s model's (card: `models/audio_cues.md`).
-pub const DEFAULT_MODEL: &str = "cat@models/audio_cues_long.safetensors\
-    +cat,dog@models/audio_cues_long_cue4.safetensors\
+/// the ROS package's share directory): a 0.97 s-window model trained with cat and dog drawn 4x
+/// scores `cat`, `dog` is its mean with the 0.65 s model's, every other label the 0.65 s
+/// model's (card: `models/audio_cues.md`).
+pub const DEFAULT_MODEL: &str = "cat,dog@models/audio_cues_long_cue4.safetensors\
     +dog,*@models/audio_cues.safetensors";
