@@ -440,14 +440,13 @@ fn shipped_model_loads_with_its_labels_and_front_end() -> anyhow::Result<()> {
     assert!(p.iter().all(|v| v.is_finite() && (0.0..=1.0).contains(v)));
 
     // The long-window member: same labels, front-end and network shape, a 0.97 s window.
-    for file in ["audio_cues_long_cue4.safetensors"] {
-        let long = format!("{}/models/{file}", env!("CARGO_MANIFEST_DIR"));
-        let long = AudioClassifier::load(long, &Device::Cpu)?;
-        assert_eq!(long.labels(), model.labels(), "{file}");
-        assert_eq!((long.window_frames(), long.n_mels()), (96, 64), "{file}");
-        assert_eq!(long.config().front_end, model.config().front_end, "{file}");
-        assert_eq!(long.config().backbone, Backbone::MobileNet, "{file}");
-    }
+    let file = "audio_cues_long_cue4.safetensors";
+    let long = format!("{}/models/{file}", env!("CARGO_MANIFEST_DIR"));
+    let long = AudioClassifier::load(long, &Device::Cpu)?;
+    assert_eq!(long.labels(), model.labels(), "{file}");
+    assert_eq!((long.window_frames(), long.n_mels()), (96, 64), "{file}");
+    assert_eq!(long.config().front_end, model.config().front_end, "{file}");
+    assert_eq!(long.config().backbone, Backbone::MobileNet, "{file}");
     // The default spec joins the two; the ensemble slides the longest window.
     let spec = hlfp::audio::ensemble::map_paths(hlfp::audio::DEFAULT_MODEL, |p| {
         format!("{}/{p}", env!("CARGO_MANIFEST_DIR"))
