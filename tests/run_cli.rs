@@ -160,6 +160,23 @@ fn demo_runs_and_the_bark_cues_the_model() {
         (2.0..5.0).contains(&cue),
         "cue at {cue} s for a bark at 2 s"
     );
+    // The default sound is a clip that every member of the shipped model left out of training
+    // (its `<member>.val.txt`, written by `train-audio`).
+    let sound = Path::new(report["sound"].as_str().expect("the sound's path"));
+    let rel = sound
+        .strip_prefix(&data)
+        .unwrap()
+        .to_string_lossy()
+        .to_string();
+    for member in hlfp::audio::ensemble::member_files(hlfp::audio::DEFAULT_MODEL) {
+        let list = root.join(Path::new(member).with_extension("val.txt"));
+        let text = std::fs::read_to_string(&list).unwrap();
+        assert!(
+            text.lines().any(|l| l == rel),
+            "{rel} is not in {}",
+            list.display()
+        );
+    }
     let g = &report["report"]["guided"];
     let b = &report["report"]["before"];
     assert!(g["frames"].as_u64().unwrap() > 0);

@@ -35,8 +35,8 @@ pub struct Args {
     #[arg(long, default_value = "dog")]
     pub target: String,
     /// The sound that cues it: a WAV file. Default: the first held-out ESC-10 clip (CC BY) of
-    /// the sound label mapped to the target (models/audio_cues.holdout.txt), else any held-out
-    /// clip of that label.
+    /// the sound label mapped to the target that every model member left out of training
+    /// (`models/<member>.val.txt`), else any such clip of that label.
     #[arg(long)]
     pub sound: Option<PathBuf>,
     /// When the sound starts, in seconds from the start.
@@ -123,14 +123,19 @@ fn default_sound(args: &Args, cues_path: &Path) -> anyhow::Result<PathBuf> {
             args.target
         );
     }
-    // Held out by every member of the model (each file's `<stem>.holdout.txt`).
+    // Held out by every member of the model: each file's `<stem>.val.txt`, the validation
+    // clips `train-audio` lists (paths relative to the data folders' parent, as `--media` is).
     let spec = args.audio_model.to_string_lossy();
     let mut held: Option<Vec<String>> = None;
     let mut lists = Vec::new();
     for file in hlfp::audio::ensemble::member_files(&spec) {
-        let path = Path::new(file).with_extension("holdout.txt");
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {} (the held-out clips)", path.display()))?;
+        let path = Path::new(file).with_extension("val.txt");
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "reading {} (the clips held out of training)",
+                path.display()
+            )
+        })?;
         let mine: Vec<String> = text.lines().map(|l| l.trim().to_string()).collect();
         held = Some(match held {
             None => mine,
@@ -139,17 +144,28 @@ fn default_sound(args: &Args, cues_path: &Path) -> anyhow::Result<PathBuf> {
         lists.push(path.display().to_string());
     }
     let held = held.unwrap_or_default();
+    // Only clips of a cued label that are in the media folder (a list may name other folders).
     let candidates: Vec<&str> = held
         .iter()
         .map(String::as_str)
-        .filter(|l| labels.iter().any(|lab| l.starts_with(&format!("{lab}/"))))
+        .filter(|l| {
+            labels
+                .iter()
+                .any(|lab| l.split('/').nth(1) == Some(lab.as_str()))
+        })
+        .filter(|l| args.media.join(l).is_file())
         .collect();
     let pick = candidates
         .iter()
         .find(|l| l.contains("/esc10_"))
         .or(candidates.first())
-        .with_context(|| format!("no clip of {labels:?} held out in all of {lists:?}"))?;
-    Ok(args.media.join("audio").join(pick))
+        .with_context(|| {
+            format!(
+                "no clip of {labels:?} in {} held out in all of {lists:?}",
+                args.media.display()
+            )
+        })?;
+    Ok(args.media.join(pick))
 }
 
 fn write_wav(path: &Path, samples: &[f32], rate: u32) -> anyhow::Result<()> {

@@ -29,7 +29,7 @@ pub struct Args {
     /// Folder of `<label>/*.wav`.
     #[arg(long)]
     pub data: PathBuf,
-    /// Only these clips: one path relative to `--data` per line (e.g. models/audio_cues.holdout.txt).
+    /// Only these clips: one path relative to `--data` per line (e.g. a `train-audio` `<out>.test.txt`).
     #[arg(long)]
     pub holdout: Option<PathBuf>,
     /// Print one JSON object (the default output is the same JSON, pretty-printed).

@@ -56,7 +56,8 @@ pub struct Args {
     /// With `--split source`: extra weight factor of the cue labels `cat` and `dog`.
     #[arg(long, default_value_t = 2.0)]
     pub cue_weight: f64,
-    /// Output prefix: writes `<out>.safetensors`, `<out>.md` and `<out>.holdout.txt`.
+    /// Output prefix: writes `<out>.safetensors`, `<out>.md` and `<out>.holdout.txt`
+    /// (`--split every`) or `<out>.test.txt` and `<out>.val.txt` (`--split source`).
     #[arg(long)]
     pub out: PathBuf,
     /// Epochs of `--steps-per-epoch` batches.
