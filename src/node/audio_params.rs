@@ -108,7 +108,7 @@ impl Default for AudioNodeConfig {
             on_threshold: FILE_THRESHOLDS,
             off_threshold: FILE_THRESHOLDS,
             hold_ms: 500,
-            refractory_ms: 1000,
+            refractory_ms: 3000,
             rms_gate_dbfs: -55.0,
         }
     }
