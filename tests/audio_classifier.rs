@@ -439,21 +439,29 @@ fn shipped_model_loads_with_its_labels_and_front_end() -> anyhow::Result<()> {
     assert_eq!(p.len(), 45);
     assert!(p.iter().all(|v| v.is_finite() && (0.0..=1.0).contains(v)));
 
-    // The long-window member: same labels, front-end and network shape, a 0.97 s window.
-    let file = "audio_cues_long_cue4.safetensors";
-    let long = format!("{}/models/{file}", env!("CARGO_MANIFEST_DIR"));
-    let long = AudioClassifier::load(long, &Device::Cpu)?;
-    assert_eq!(long.labels(), model.labels(), "{file}");
-    assert_eq!((long.window_frames(), long.n_mels()), (96, 64), "{file}");
-    assert_eq!(long.config().front_end, model.config().front_end, "{file}");
-    assert_eq!(long.config().backbone, Backbone::MobileNet, "{file}");
-    // The default spec joins the two; the ensemble slides the longest window.
+    // The long-window members (two seeds of one recipe): same labels, front-end and network
+    // shape, a 0.97 s window, and different weights.
+    let mut outputs = Vec::new();
+    for file in [
+        "audio_cues_long_cue4.safetensors",
+        "audio_cues_long_cue4_seed2.safetensors",
+    ] {
+        let long = format!("{}/models/{file}", env!("CARGO_MANIFEST_DIR"));
+        let long = AudioClassifier::load(long, &Device::Cpu)?;
+        assert_eq!(long.labels(), model.labels(), "{file}");
+        assert_eq!((long.window_frames(), long.n_mels()), (96, 64), "{file}");
+        assert_eq!(long.config().front_end, model.config().front_end, "{file}");
+        assert_eq!(long.config().backbone, Backbone::MobileNet, "{file}");
+        outputs.push(long.predict(&vec![-60.0; 96 * 64])?);
+    }
+    assert_ne!(outputs[0], outputs[1], "the two seeds are the same model");
+    // The default spec joins the three; the ensemble slides the longest window.
     let spec = hlfp::audio::ensemble::map_paths(hlfp::audio::DEFAULT_MODEL, |p| {
         format!("{}/{p}", env!("CARGO_MANIFEST_DIR"))
     });
     let ensemble =
         hlfp::audio::ensemble::Ensemble::load(std::path::Path::new(&spec), &Device::Cpu)?;
-    assert_eq!(ensemble.members().len(), 2);
+    assert_eq!(ensemble.members().len(), 3);
     use hlfp::audio::detector::WindowScorer;
     assert_eq!(ensemble.window_frames(), 96);
     assert_eq!(ensemble.labels(), model.labels());

@@ -170,7 +170,7 @@ fn the_default_paths_name_files_that_ship() {
     let members: Vec<String> = hlfp::audio::ensemble::member_files(&a.model_path)
         .map(String::from)
         .collect();
-    assert_eq!(members.len(), 2, "{}", a.model_path);
+    assert_eq!(members.len(), 3, "{}", a.model_path);
     for path in members
         .iter()
         .chain([&a.mapping_file, &a.vision_model_config, &v.model_config])

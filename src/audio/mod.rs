@@ -22,8 +22,9 @@ pub mod train;
 pub mod wav;
 
 /// The shipped sound classifier ([`ensemble`] spec, paths relative to the repository root or
-/// the ROS package's share directory): a 0.97 s-window model trained with cat and dog drawn 4x
-/// scores `cat`, `dog` is its mean with the 0.65 s model's, every other label the 0.65 s
-/// model's (card: `models/audio_cues.md`).
+/// the ROS package's share directory): two 0.97 s-window models trained with cat and dog drawn
+/// 4x (seeds 1 and 2) score `cat` (their mean), `dog` is the mean of all three, every other
+/// label the 0.65 s model's (card: `models/audio_cues.md`).
 pub const DEFAULT_MODEL: &str = "cat,dog@models/audio_cues_long_cue4.safetensors\
+    +cat,dog@models/audio_cues_long_cue4_seed2.safetensors\
     +dog,*@models/audio_cues.safetensors";
