@@ -4,9 +4,8 @@ use hlfp::audio::augment::{
     active_blocks, add_noise_at_snr, crop_at, mix_at_snr, power, snr_db, AudioAugmentConfig,
     AudioAugmenter,
 };
-use hlfp::audio::train::{
-    holdout_mask, recording_key, validation_mask, Clip, ClipRef, WindowSampler,
-};
+use hlfp::audio::sources::{holdout_mask, recording_key, validation_mask, ClipRef};
+use hlfp::audio::train::{Clip, WindowSampler};
 use rand::SeedableRng;
 
 fn sine(freq_hz: f32, len: usize, amp: f32) -> Vec<f32> {
@@ -201,13 +200,34 @@ fn nan_clips_and_bad_configs_are_errors() {
 }
 
 #[test]
-fn recording_key_groups_esc10_takes_only() {
+fn recording_key_follows_the_source_split_recordings() {
     assert_eq!(recording_key("dog/esc10_1-30226-A.wav"), "esc10_1-30226");
     assert_eq!(recording_key("dog/esc10_1-30226-B.wav"), "esc10_1-30226");
     assert_eq!(
         recording_key("cat/sasmaz_kedi-part1_cat_15.wav"),
         "sasmaz_kedi-part1_cat_15"
     );
+    // One cat of CatMeows is one recording, as in `--split source`.
+    let a = "audio/cat/catmeows_B_ANI01_MC_FN_SIM01_101.wav";
+    let b = "cat/catmeows_F_ANI01_MC_FN_SIM01_302.wav";
+    assert_eq!(recording_key(a), recording_key(b));
+    let stem = |p: &str| {
+        p.rsplit('/')
+            .next()
+            .unwrap()
+            .trim_end_matches(".wav")
+            .to_string()
+    };
+    assert_eq!(
+        recording_key(a),
+        hlfp::audio::sources::recording_of(&stem(a))
+    );
+    assert_ne!(
+        recording_key(a),
+        recording_key("cat/catmeows_B_BRA01_MC_MN_SIM01_101.wav")
+    );
+    // Names without a `<source>_` prefix are their own recording.
+    assert_eq!(recording_key("cat/c04.wav"), "c04");
 }
 
 #[test]

@@ -6,7 +6,7 @@
 //! `audio/cat/sasmaz_kedi-part1_cat_20.wav` or `audio_extra/dog/gheja_192235__...wav`; the label is
 //! the parent folder and the source is the file name's prefix up to the first `_`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use crate::{Error, Result};
 
@@ -191,6 +191,94 @@ pub fn split_by_source(
                 Split::Train
             }
         })
+        .collect())
+}
+
+// The recording split of `train-audio --split every` (the first recipe), by recording only.
+
+/// One clip's identity: its label (the folder) and its path relative to the data directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClipRef {
+    /// Sound label (folder name).
+    pub label: String,
+    /// Path relative to the data directory, e.g. `cat/sasmaz_kedi-part1_cat_11.wav`.
+    pub rel_path: String,
+}
+
+/// The source recording of the clip at `rel_path` (`.../<label>/<file>.wav`): [`recording_of`]
+/// of its file stem, so both splits keep the same clips together (ESC-10 takes, one cat of
+/// CatMeows, ...); names without a `<source>_` prefix are their own recording.
+pub fn recording_key(rel_path: &str) -> String {
+    let stem = rel_path.strip_suffix(".wav").unwrap_or(rel_path);
+    recording_of(stem.rsplit('/').next().unwrap_or(stem))
+}
+
+/// Deterministic stratified split: per label, recordings (see [`recording_key`]) sorted by name,
+/// every `every`-th one (the 5th, 10th, ... for `every` = 5) held out with all its clips.
+/// Returns `true` for held-out clips, in input order. Labels with fewer than `every` recordings
+/// still hold out one (the last), so every label is evaluated.
+pub fn holdout_mask(clips: &[ClipRef], every: usize) -> Result<Vec<bool>> {
+    if every < 2 {
+        return Err(Error::Config(format!(
+            "holdout_every must be >= 2, got {every}"
+        )));
+    }
+    let mut groups: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for c in clips {
+        groups
+            .entry(c.label.as_str())
+            .or_default()
+            .push(recording_key(&c.rel_path));
+    }
+    let mut held: HashSet<(String, String)> = HashSet::new();
+    for (label, keys) in groups.iter_mut() {
+        keys.sort();
+        keys.dedup();
+        if keys.len() < 2 {
+            continue;
+        }
+        let mut any = false;
+        for (i, k) in keys.iter().enumerate() {
+            if i % every == every - 1 {
+                held.insert((label.to_string(), k.clone()));
+                any = true;
+            }
+        }
+        if !any {
+            if let Some(k) = keys.last() {
+                held.insert((label.to_string(), k.clone()));
+            }
+        }
+    }
+    Ok(clips
+        .iter()
+        .map(|c| held.contains(&(c.label.clone(), recording_key(&c.rel_path))))
+        .collect())
+}
+
+/// A validation split carved from the *training* side of `held` (a mask from
+/// [`holdout_mask`]): among the clips not held out, every `every`-th recording of each label
+/// (same rule as [`holdout_mask`]). Returns `true` for validation clips, in input order; a
+/// held-out clip is never a validation clip, so thresholds chosen on this split never see the
+/// held-out clips.
+pub fn validation_mask(clips: &[ClipRef], held: &[bool], every: usize) -> Result<Vec<bool>> {
+    if held.len() != clips.len() {
+        return Err(Error::BadInput(format!(
+            "held-out mask has {} entries for {} clips",
+            held.len(),
+            clips.len()
+        )));
+    }
+    let rest: Vec<ClipRef> = clips
+        .iter()
+        .zip(held)
+        .filter(|(_, &h)| !h)
+        .map(|(c, _)| c.clone())
+        .collect();
+    let mut sub = holdout_mask(&rest, every)?.into_iter();
+    Ok(held
+        .iter()
+        .map(|&h| !h && sub.next().unwrap_or(false))
         .collect())
 }
 

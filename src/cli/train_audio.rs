@@ -12,7 +12,8 @@ use hlfp::audio::augment::{MixupConfig, SpecAugmentConfig};
 use hlfp::audio::classifier::{AudioClassifier, AudioClassifierConfig};
 use hlfp::audio::features::{LogMel, LogMelConfig};
 use hlfp::audio::mixstyle::FreqMixStyleConfig;
-use hlfp::audio::train::{self, Clip, ClipEvalReport, ClipRef, TrainAudioConfig};
+use hlfp::audio::sources::{self, ClipRef};
+use hlfp::audio::train::{self, Clip, ClipEvalReport, TrainAudioConfig};
 
 /// Arguments of `hlfp train-audio`.
 #[derive(clap::Args)]
@@ -228,7 +229,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut labels: Vec<String> = refs.iter().map(|r| r.label.clone()).collect();
     labels.dedup();
     model_cfg.labels = labels.clone();
-    let mask = train::holdout_mask(&refs, args.holdout_every)?;
+    let mask = sources::holdout_mask(&refs, args.holdout_every)?;
     let holdout_path = with_ext(&args.out, "holdout.txt");
     if let Some(dir) = holdout_path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
@@ -242,7 +243,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     std::fs::write(&holdout_path, held)
         .with_context(|| format!("write {}", holdout_path.display()))?;
     let val_mask = if args.val_every > 0 {
-        train::validation_mask(&refs, &mask, args.val_every)?
+        sources::validation_mask(&refs, &mask, args.val_every)?
     } else {
         vec![false; refs.len()]
     };
