@@ -149,9 +149,8 @@ fn default_sound(args: &Args, cues_path: &Path) -> anyhow::Result<PathBuf> {
         .iter()
         .map(String::as_str)
         .filter(|l| {
-            labels
-                .iter()
-                .any(|lab| l.split('/').nth(1) == Some(lab.as_str()))
+            hlfp::audio::sources::ClipSource::from_rel_path(l)
+                .is_ok_and(|c| labels.iter().any(|lab| **lab == c.label))
         })
         .filter(|l| args.media.join(l).is_file())
         .collect();
