@@ -7,7 +7,7 @@
 //! f32. Weights are BatchNorm-folded `[out_c, in_c/groups * k * k]` (PyTorch's conv weight
 //! flattened), so the im2col rows are ordered (channel, ky, kx) to match.
 
-use super::depthwise::correlate_plane;
+use super::depthwise::{correlate_plane, PlaneFilter};
 use crate::{Error, Result};
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -228,15 +228,26 @@ impl GemmConv {
         let (cg, og, kg) = (s.in_c / s.groups, s.out_c / s.groups, s.k_per_group());
         if s.is_depthwise() {
             // A GEMM per channel would be a 1 x k*k by k*k x H*W product: bookkeeping only.
+            // Bias and ReLU are applied as each plane is written, unless a residual comes first.
             let k2 = s.kernel * s.kernel;
-            for ((o, plane), taps) in out
+            let fused = residual.is_none();
+            for (((o, plane), taps), &bias) in out
                 .chunks_exact_mut(p)
                 .zip(x.chunks_exact(h * w))
                 .zip(self.weight.chunks_exact(k2))
+                .zip(&self.bias)
             {
-                correlate_plane(plane, taps, s.kernel, (h, w), &mut scratch.padded, o);
+                let f = PlaneFilter {
+                    taps,
+                    k: s.kernel,
+                    bias: if fused { bias } else { 0.0 },
+                    relu: fused && relu,
+                };
+                correlate_plane(plane, f, (h, w), &mut scratch.padded, o);
             }
-            epilogue(out, &self.bias, residual, relu, p, threads);
+            if !fused {
+                epilogue(out, &self.bias, residual, relu, p, threads);
+            }
             return Ok((ho, wo));
         }
 
@@ -297,38 +308,50 @@ fn epilogue(
     p: usize,
     threads: usize,
 ) {
-    let work = |(o, (row, b)): (usize, (&mut [f32], &f32))| {
-        let b = *b;
-        match residual {
-            Some(r) => {
-                let r = &r[o * p..(o + 1) * p];
-                if relu {
-                    row.iter_mut()
-                        .zip(r)
-                        .for_each(|(v, r)| *v = (*v + b + r).max(0.0));
-                } else {
-                    row.iter_mut().zip(r).for_each(|(v, r)| *v += b + r);
-                }
-            }
-            None => {
-                if relu {
-                    row.iter_mut().for_each(|v| *v = (*v + b).max(0.0));
-                } else {
-                    row.iter_mut().for_each(|v| *v += b);
-                }
-            }
-        }
-    };
     if threads > 1 && out.len() >= super::PARALLEL_MIN_VALUES {
         out.par_chunks_mut(p)
             .zip(bias.par_iter())
             .enumerate()
-            .for_each(work);
+            .for_each(|(o, (row, b))| {
+                let r = residual.map(|r| &r[o * p..(o + 1) * p]);
+                epilogue_rows(row, std::slice::from_ref(b), r, relu, p)
+            });
     } else {
-        out.chunks_mut(p)
-            .zip(bias.iter())
-            .enumerate()
-            .for_each(work);
+        epilogue_rows(out, bias, residual, relu, p);
+    }
+}
+
+super::wide_fn! {
+    /// [`epilogue`] on the calling thread: `out` holds one row of `p` values per bias, and
+    /// `residual` (when given) is laid out like `out`.
+    fn epilogue_rows(
+        out: &mut [f32],
+        bias: &[f32],
+        residual: Option<&[f32]>,
+        relu: bool,
+        p: usize,
+    ) {
+        for (o, (row, &b)) in out.chunks_mut(p).zip(bias).enumerate() {
+            match residual {
+                Some(r) => {
+                    let r = &r[o * p..(o + 1) * p];
+                    if relu {
+                        row.iter_mut()
+                            .zip(r)
+                            .for_each(|(v, r)| *v = (*v + b + r).max(0.0));
+                    } else {
+                        row.iter_mut().zip(r).for_each(|(v, r)| *v += b + r);
+                    }
+                }
+                None => {
+                    if relu {
+                        row.iter_mut().for_each(|v| *v = (*v + b).max(0.0));
+                    } else {
+                        row.iter_mut().for_each(|v| *v += b);
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -555,6 +578,8 @@ mod tests {
         check(c(8, 8, 3, 1, 1, 8), 6, 5, false, true, 1); // depthwise 3x3 (own kernel)
         check(c(4, 4, 3, 1, 1, 4), 3, 8, true, false, 1); // depthwise + residual
         check(c(3, 3, 5, 1, 2, 3), 4, 4, false, true, 1); // depthwise 5x5, plane < kernel
+        check(c(16, 16, 3, 1, 1, 16), 48, 32, false, false, 1); // depthwise, bias only
+        check(c(8, 8, 3, 1, 1, 8), 6, 4, true, true, 1); // depthwise + residual + relu
     }
 
     #[test]

@@ -33,37 +33,90 @@ fn geometry(xl: &Layout, wl: &Layout) -> candle_core::Result<(usize, usize, usiz
     Ok((b, c, h, w, kh))
 }
 
-/// `out = taps (*) plane` for one channel plane, "same" padding. The plane is first copied
-/// into `padded` (zero border of `k / 2`), so every output row is a sum of `k * k` shifted,
-/// equal-length row slices with no edge cases: it vectorises, and the 3x3 case (every
-/// depthwise conv of the networks here) is one pass with nine multiply-adds per value.
+/// One channel's filter and what follows it: `act(taps (*) plane + bias)`, `act` ReLU or none.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PlaneFilter<'a> {
+    /// The `k * k` taps, row-major.
+    pub taps: &'a [f32],
+    /// Kernel side (odd).
+    pub k: usize,
+    /// Added to every output value.
+    pub bias: f32,
+    /// Clamp the result at zero.
+    pub relu: bool,
+}
+
+/// `out = act(taps (*) plane + bias)` for one channel plane, "same" padding, in one long flat
+/// pass instead of one short pass per row (the audio planes are 4 to 32 mel bins wide).
+///
+/// Seen as one flat array with `p = k / 2` zero rows (and `p` zeros) above and below, each
+/// output is a sum of `k * k` shifted slices of the plane, except that a tap `s = kx - p`
+/// columns to the side reads across a row's end in the `|s|` columns nearest that side. It reads
+/// there only columns no correct read of that tap ever touches (the last `|s|` columns for a tap
+/// to the left, the first `s` for one to the right), so each tap column `kx` reads its own copy
+/// of the plane with those columns set to zero: the padding a direct loop would read. Taps,
+/// bias and ReLU are applied in the same order as a direct loop, so the values are equal.
 pub(crate) fn correlate_plane(
     plane: &[f32],
-    taps: &[f32],
-    k: usize,
+    f: PlaneFilter,
     (h, w): (usize, usize),
-    padded: &mut Vec<f32>,
+    scratch: &mut Vec<f32>,
     out: &mut [f32],
 ) {
     if h == 0 || w == 0 {
         return;
     }
-    let p = k / 2;
-    let pw = w + 2 * p;
-    padded.clear();
-    padded.resize((h + 2 * p) * pw, 0.0);
-    for (i, row) in plane.chunks_exact(w).enumerate() {
-        padded[(i + p) * pw + p..(i + p) * pw + p + w].copy_from_slice(row);
+    let (k, p) = (f.k, f.k / 2);
+    let lead = p * (w + 1);
+    let n = h * w;
+    let len = n + 2 * lead;
+    // Every value is written below: growing the buffer is the only fill.
+    if scratch.len() < k * len {
+        scratch.resize(k * len, 0.0);
     }
-    for (i, o) in out.chunks_exact_mut(w).enumerate() {
-        let row = |ky: usize, kx: usize| &padded[(i + ky) * pw + kx..(i + ky) * pw + kx + w];
+    for (kx, copy) in scratch[..k * len].chunks_exact_mut(len).enumerate() {
+        copy[..lead].fill(0.0);
+        copy[lead..lead + n].copy_from_slice(plane);
+        copy[lead + n..].fill(0.0);
+        // The columns this tap column reads only across a row's end.
+        let cols = if kx < p {
+            w.saturating_sub(p - kx)..w
+        } else {
+            0..(kx - p).min(w)
+        };
+        for row in copy[lead..lead + n].chunks_exact_mut(w) {
+            for j in cols.clone() {
+                row[j] = 0.0;
+            }
+        }
+    }
+    correlate_flat(&scratch[..k * len], len, out, f, w);
+}
+
+super::wide_fn! {
+    /// The flat pass of [`correlate_plane`]: `out[q] = act(sum over taps of t * copies[kx][q +
+    /// ky * w + kx] + bias)`, `copies` the `k` plane copies of `len` values each.
+    fn correlate_flat(copies: &[f32], len: usize, out: &mut [f32], f: PlaneFilter, w: usize) {
+        let (k, n) = (f.k, out.len());
+        let shifted = |ky: usize, kx: usize| {
+            let at = kx * len + ky * w + kx;
+            &copies[at..at + n]
+        };
+        let finish = |v: f32| {
+            let v = v + f.bias;
+            if f.relu {
+                v.max(0.0)
+            } else {
+                v
+            }
+        };
         if k == 3 {
-            let (a0, a1, a2) = (row(0, 0), row(0, 1), row(0, 2));
-            let (b0, b1, b2) = (row(1, 0), row(1, 1), row(1, 2));
-            let (c0, c1, c2) = (row(2, 0), row(2, 1), row(2, 2));
-            let t = &taps[..9];
-            for j in 0..w {
-                o[j] = t[0] * a0[j]
+            let (a0, a1, a2) = (shifted(0, 0), shifted(0, 1), shifted(0, 2));
+            let (b0, b1, b2) = (shifted(1, 0), shifted(1, 1), shifted(1, 2));
+            let (c0, c1, c2) = (shifted(2, 0), shifted(2, 1), shifted(2, 2));
+            let t = &f.taps[..9];
+            for j in 0..n {
+                let v = t[0] * a0[j]
                     + t[1] * a1[j]
                     + t[2] * a2[j]
                     + t[3] * b0[j]
@@ -72,17 +125,20 @@ pub(crate) fn correlate_plane(
                     + t[6] * c0[j]
                     + t[7] * c1[j]
                     + t[8] * c2[j];
+                out[j] = finish(v);
             }
         } else {
-            o.fill(0.0);
-            for ky in 0..k {
-                for kx in 0..k {
-                    let t = taps[ky * k + kx];
-                    for (oj, v) in o.iter_mut().zip(row(ky, kx)) {
-                        *oj += t * v;
-                    }
+            let t0 = f.taps[0];
+            for (o, v) in out.iter_mut().zip(shifted(0, 0)) {
+                *o = t0 * v;
+            }
+            for tap in 1..k * k {
+                let t = f.taps[tap];
+                for (o, v) in out.iter_mut().zip(shifted(tap / k, tap % k)) {
+                    *o += t * v;
                 }
             }
+            out.iter_mut().for_each(|o| *o = finish(*o));
         }
     }
 }
@@ -109,7 +165,13 @@ impl CustomOp2 for Depthwise {
         }
         let plane = |padded: &mut Vec<f32>, (bc, (o, x)): (usize, (&mut [f32], &[f32]))| {
             let ch = bc % c;
-            correlate_plane(x, &wt[ch * k * k..(ch + 1) * k * k], k, (h, w), padded, o)
+            let f = PlaneFilter {
+                taps: &wt[ch * k * k..(ch + 1) * k * k],
+                k,
+                bias: 0.0,
+                relu: false,
+            };
+            correlate_plane(x, f, (h, w), padded, o)
         };
         if out.len() < PARALLEL_MIN_VALUES {
             let mut padded = Vec::new();
@@ -236,6 +298,66 @@ mod tests {
             (1, 2, 2, 2, 3),
         ] {
             check_conv_against_naive(depthwise_conv, (b, c, h, w), (c, k, 1, k / 2, c));
+        }
+    }
+
+    /// The flat pass equals a direct loop that sums the same taps in the same order, value for
+    /// value, on the audio model's plane widths (4 to 32 mel bins), with and without the fused
+    /// bias and ReLU, and with one scratch buffer reused from large planes to small ones (as the
+    /// engine's thread-local scratch is, layer after layer).
+    #[test]
+    fn flat_pass_equals_a_direct_loop_exactly_with_a_reused_scratch() {
+        let mut scratch = Vec::new();
+        for (h, w, k, relu) in [
+            (48, 32, 3, true),
+            (24, 16, 3, false),
+            (12, 8, 3, true),
+            (6, 4, 3, true),
+            (1, 1, 3, false),
+            (7, 5, 5, true),
+            (2, 9, 3, false),
+        ] {
+            let plane: Vec<f32> = (0..h * w)
+                .map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0)
+                .collect();
+            let taps: Vec<f32> = (0..k * k).map(|i| (i as f32 - 4.0) / 5.0).collect();
+            let bias = -0.25;
+            let p = k / 2;
+            let want: Vec<f32> = (0..h * w)
+                .map(|q| {
+                    let (i, j) = (q / w, q % w);
+                    let mut acc = 0f32;
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            let (y, x) = (
+                                (i + ky) as isize - p as isize,
+                                (j + kx) as isize - p as isize,
+                            );
+                            let v = if y < 0 || x < 0 || y >= h as isize || x >= w as isize {
+                                0.0
+                            } else {
+                                plane[y as usize * w + x as usize]
+                            };
+                            acc += taps[ky * k + kx] * v;
+                        }
+                    }
+                    let v = acc + bias;
+                    if relu {
+                        v.max(0.0)
+                    } else {
+                        v
+                    }
+                })
+                .collect();
+            let mut out = vec![f32::NAN; h * w];
+            let f = PlaneFilter {
+                taps: &taps,
+                k,
+                bias,
+                relu,
+            };
+            correlate_plane(&plane, f, (h, w), &mut scratch, &mut out);
+            assert_eq!(out, want, "{h}x{w}, k {k}, relu {relu}");
         }
     }
 

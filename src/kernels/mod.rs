@@ -17,3 +17,30 @@ pub mod pool;
 /// Below this many output values a CPU kernel pass runs on the calling thread: handing a small
 /// pass (one audio window's planes or epilogue) to the rayon pool costs more than doing it.
 pub(crate) const PARALLEL_MIN_VALUES: usize = 1 << 16;
+
+/// Define a function whose body is compiled twice, for baseline x86-64 and for AVX2, and runs
+/// the AVX2 copy when the CPU has it. The crate targets baseline x86-64, whose SSE2 vectors hold
+/// 4 floats; elementwise loops in the body get 8-float vectors this way (the GEMM crate
+/// dispatches the same way). Same operations in the same order, so the same results.
+macro_rules! wide_fn {
+    ($(#[$m:meta])* $vis:vis fn $name:ident($($a:ident: $t:ty),* $(,)?) $body:block) => {
+        $(#[$m])*
+        $vis fn $name($($a: $t),*) {
+            #[inline(always)]
+            fn body($($a: $t),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2")]
+                unsafe fn avx2($($a: $t),*) {
+                    body($($a),*)
+                }
+                if std::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU was just checked to support AVX2.
+                    return unsafe { avx2($($a),*) };
+                }
+            }
+            body($($a),*)
+        }
+    };
+}
+pub(crate) use wide_fn;

@@ -25,20 +25,27 @@ impl CustomOp1 for MaxPool2 {
         let (ho, wo) = (h / 2, w / 2);
         let mut out = vec![0f32; b * c * ho * wo];
         for (plane, o) in x.chunks_exact(h * w).zip(out.chunks_exact_mut(ho * wo)) {
-            for (i, row) in o.chunks_exact_mut(wo).enumerate() {
-                // Rows 2i and 2i + 1, cut to the columns the output reads.
-                let top = &plane[2 * i * w..2 * i * w + 2 * wo];
-                let bottom = &plane[(2 * i + 1) * w..(2 * i + 1) * w + 2 * wo];
-                for (j, v) in row.iter_mut().enumerate() {
-                    let (a, b) = (
-                        top[2 * j].max(top[2 * j + 1]),
-                        bottom[2 * j].max(bottom[2 * j + 1]),
-                    );
-                    *v = a.max(b);
-                }
-            }
+            pool_plane(plane, o, w, wo);
         }
         Ok((CpuStorage::F32(out), Shape::from((b, c, ho, wo))))
+    }
+}
+
+super::wide_fn! {
+    /// One plane `w` wide into `out`, `wo` wide: the max of each 2x2 block.
+    fn pool_plane(plane: &[f32], out: &mut [f32], w: usize, wo: usize) {
+        for (i, row) in out.chunks_exact_mut(wo).enumerate() {
+            // Rows 2i and 2i + 1, cut to the columns the output reads.
+            let top = &plane[2 * i * w..2 * i * w + 2 * wo];
+            let bottom = &plane[(2 * i + 1) * w..(2 * i + 1) * w + 2 * wo];
+            for (j, v) in row.iter_mut().enumerate() {
+                let (a, b) = (
+                    top[2 * j].max(top[2 * j + 1]),
+                    bottom[2 * j].max(bottom[2 * j + 1]),
+                );
+                *v = a.max(b);
+            }
+        }
     }
 }
 
