@@ -3,11 +3,11 @@
 //! A depthwise conv has one kxk filter per channel. As a grouped im2col + matmul it becomes one
 //! tiny (1 x k*k) by (k*k x H*W) product per channel, and candle's grouped `conv2d` runs one
 //! conv per channel: both spend their time on bookkeeping. Here each channel plane is k*k
-//! shifted multiply-adds over whole rows of a zero-padded copy, in parallel over planes for
-//! large inputs ([`correlate_plane`], which the CPU engine's depthwise branch runs too). The
-//! backward pass is the
-//! same op with the kernel rotated by 180 degrees (input gradient) and a per-channel
-//! correlation of input and output gradient ([`DepthwiseWeightGrad`], weight gradient).
+//! shifted multiply-adds over the whole plane as one flat array (zeroed copies stand in for
+//! the padding), in parallel over planes for large inputs ([`correlate_plane`], which the CPU
+//! engine's depthwise branch runs too, with its bias and ReLU). The backward pass is the same
+//! op with the kernel rotated by 180 degrees (input gradient) and a per-channel correlation of
+//! input and output gradient ([`DepthwiseWeightGrad`], weight gradient).
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
