@@ -132,7 +132,9 @@ fn parallelism(threads: usize) -> Parallelism {
 impl GemmConv {
     /// Build from folded weights, checking their sizes.
     pub fn new(spec: ConvSpec, weight: Vec<f32>, bias: Vec<f32>) -> Result<Self> {
+        // No input channels would leave the GEMM nothing to write its output with.
         if spec.groups == 0
+            || spec.in_c == 0
             || spec.in_c % spec.groups != 0
             || spec.out_c % spec.groups != 0
             || spec.kernel == 0
@@ -596,6 +598,12 @@ mod tests {
         assert!(
             GemmConv::new(ConvSpec { groups: 3, ..spec }, vec![0.0; 48], vec![0.0; 4]).is_err()
         );
+        let none_in = ConvSpec {
+            in_c: 0,
+            groups: 1,
+            ..spec
+        };
+        assert!(GemmConv::new(none_in, Vec::new(), vec![0.0; 4]).is_err());
         let conv = GemmConv::new(spec, vec![0.0; 4 * 2 * 9], vec![0.0; 4]).unwrap();
         let mut out = Vec::new();
         let mut s = Scratch::default();

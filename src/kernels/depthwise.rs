@@ -84,10 +84,11 @@ pub(crate) fn correlate_plane(
         } else {
             0..(kx - p).min(w)
         };
-        for row in copy[lead..lead + n].chunks_exact_mut(w) {
-            for j in cols.clone() {
-                row[j] = 0.0;
-            }
+        for j in cols {
+            copy[lead + j..lead + n]
+                .iter_mut()
+                .step_by(w)
+                .for_each(|v| *v = 0.0);
         }
     }
     correlate_flat(&scratch[..k * len], len, out, f, w);

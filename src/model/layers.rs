@@ -485,34 +485,39 @@ impl ConvLayer for EngineConv {
                 );
             }
         }
-        let mut out = vec![0f32; b * per_out];
-        {
-            let (xs, _) = x.storage_and_layout();
-            let xd = cpu_f32(&xs, &x, "engine conv input")?;
-            let rs = residual.as_ref().map(|r| (r.storage_and_layout().0, r));
-            let rd = match &rs {
-                Some((st, r)) => Some(cpu_f32(st, r, "engine conv residual")?),
-                None => None,
-            };
-            SCRATCH.with(|scratch| -> candle_core::Result<()> {
-                let mut scratch = scratch.borrow_mut();
-                for i in 0..b {
-                    self.kernel
-                        .forward_slice(
-                            &xd[i * per_in..(i + 1) * per_in],
-                            h,
-                            w,
-                            rd.map(|r| &r[i * per_out..(i + 1) * per_out]),
-                            relu,
-                            self.threads,
-                            &mut scratch,
-                            &mut out[i * per_out..(i + 1) * per_out],
-                        )
-                        .map_err(msg)?;
-                }
-                Ok(())
-            })?;
-        }
+        let (xs, _) = x.storage_and_layout();
+        let xd = cpu_f32(&xs, &x, "engine conv input")?;
+        let rs = residual.as_ref().map(|r| (r.storage_and_layout().0, r));
+        let rd = match &rs {
+            Some((st, r)) => Some(cpu_f32(st, r, "engine conv residual")?),
+            None => None,
+        };
+        // SAFETY: `forward_slice` writes every output value (GEMM without reading its
+        // destination, or the depthwise pass) before its epilogue reads them.
+        let out = unsafe {
+            crate::kernels::written_vec(b * per_out, |out| {
+                SCRATCH.with(|scratch| -> candle_core::Result<()> {
+                    let mut scratch = scratch.borrow_mut();
+                    for i in 0..b {
+                        self.kernel
+                            .forward_slice(
+                                &xd[i * per_in..(i + 1) * per_in],
+                                h,
+                                w,
+                                rd.map(|r| &r[i * per_out..(i + 1) * per_out]),
+                                relu,
+                                self.threads,
+                                &mut scratch,
+                                &mut out[i * per_out..(i + 1) * per_out],
+                            )
+                            .map_err(msg)?;
+                    }
+                    Ok(())
+                })
+            })?
+        };
+        drop(rs);
+        drop(xs);
         Tensor::from_vec(out, (b, s.out_c, ho, wo), x.device())
     }
 
