@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use crate::pipeline::{FrameResult, Record};
 use crate::plot::{Figure, Mark, Panel, Series, Span};
+use crate::stats::median;
 use crate::{Error, Result};
 
 /// How the scenario is laid out.
@@ -214,19 +215,6 @@ pub struct DemoReport {
     pub failed_frames: usize,
 }
 
-fn median(mut v: Vec<f64>) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let m = v.len() / 2;
-    Some(if v.len() % 2 == 1 {
-        v[m]
-    } else {
-        (v[m - 1] + v[m]) / 2.0
-    })
-}
-
 fn is_detection(r: &FrameResult, target: &str) -> bool {
     r.top.first().is_some_and(|c| c.class == target)
 }
@@ -287,10 +275,10 @@ fn phase(scenario: &Scenario, results: &[&FrameResult]) -> PhaseReport {
     p.detection_rate =
         (p.target_frames > 0).then(|| p.target_detected as f64 / p.target_frames as f64);
     p.false_alarm_rate = (others > 0).then(|| p.false_alarms as f64 / others as f64);
-    p.median_time_to_detect_s = median(ttd);
+    p.median_time_to_detect_s = median(&ttd);
     p.mean_active_branches = branches / n;
     p.mean_mmacs = macs / n;
-    p.median_latency_ms = median(lat).unwrap_or(0.0);
+    p.median_latency_ms = median(&lat).unwrap_or(0.0);
     p
 }
 

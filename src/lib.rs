@@ -17,6 +17,7 @@ pub mod node;
 pub mod pipeline;
 pub mod plot;
 pub mod ros;
+pub mod stats;
 pub mod train;
 pub mod vision;
 

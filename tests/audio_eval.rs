@@ -6,8 +6,8 @@ use audio_common::{tone, BandScorer};
 use hlfp::audio::cues::{CueMap, DATA_VISUAL_CLASSES};
 use hlfp::audio::detector::DetectorConfig;
 use hlfp::audio::eval::{
-    measure_latency, quantile, run_clip, summarize, sweep_detector_config, LatencyConfig,
-    MemoScorer, TargetClip,
+    measure_latency, run_clip, summarize, sweep_detector_config, LatencyConfig, MemoScorer,
+    TargetClip,
 };
 use hlfp::audio::features::LogMelConfig;
 use hlfp::audio::pipeline::AudioPipeline;
@@ -101,13 +101,6 @@ fn latency_run_finds_inserted_clips_at_several_snrs() {
             "{rep:?}"
         );
     }
-}
-
-#[test]
-fn quantiles_interpolate() {
-    assert_eq!(quantile(&[3.0, 1.0, 2.0], 0.5), Some(2.0));
-    assert_eq!(quantile(&[0.0, 10.0], 0.95), Some(9.5));
-    assert_eq!(quantile(&[], 0.5), None);
 }
 
 #[test]

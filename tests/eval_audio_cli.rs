@@ -169,9 +169,17 @@ fn the_chosen_operating_point_is_what_the_written_cue_file_runs() -> anyhow::Res
         );
     }
     // Evaluated with the written file, each class runs exactly its chosen point.
-    let (ok, stdout, stderr) = eval(&["--cues", &cues_out.display().to_string()]);
+    let report = dir.path().join("report.md");
+    let (ok, stdout, stderr) = eval(&[
+        "--cues",
+        &cues_out.display().to_string(),
+        "--report-md",
+        &report.display().to_string(),
+    ]);
     assert!(ok, "{stderr}");
     let again: serde_json::Value = serde_json::from_str(stdout.trim())?;
+    let minutes = again["operating_point"]["bg_minutes"].as_f64().unwrap();
+    let md = std::fs::read_to_string(&report)?;
     for c in classes {
         let class = c["class"].as_str().unwrap();
         let op = &again["operating_point"][class];
@@ -180,6 +188,35 @@ fn the_chosen_operating_point_is_what_the_written_cue_file_runs() -> anyhow::Res
             op["bg_false_cues_per_min"], c["point"]["false_cues_per_min"],
             "{class}"
         );
+        // The 95 % intervals are those of the counts behind the numbers, and hold them.
+        let count = |k: &str| op[k].as_u64().unwrap() as usize;
+        let pair = |k: &str| {
+            let v = op[k].as_array().unwrap_or_else(|| panic!("{k}: {op}"));
+            (v[0].as_f64().unwrap(), v[1].as_f64().unwrap())
+        };
+        let (hits, n, cues) = (
+            count("recall_mixed_hits"),
+            count("mixed_clips"),
+            count("bg_false_cues"),
+        );
+        assert_eq!(hits as f64 / n as f64, op["recall_mixed"].as_f64().unwrap());
+        let recall_ci = pair("recall_mixed_ci95");
+        assert_eq!(Some(recall_ci), hlfp::stats::wilson_interval(hits, n));
+        let rate_ci = pair("bg_false_cues_per_min_ci95");
+        assert_eq!(
+            Some(rate_ci),
+            hlfp::stats::poisson_rate_interval(cues, minutes)
+        );
+        let rate = op["bg_false_cues_per_min"].as_f64().unwrap();
+        assert!(
+            rate_ci.0 <= rate && rate <= rate_ci.1,
+            "{class}: {rate} {rate_ci:?}"
+        );
+        // The report's total row prints the recall interval.
+        let row = format!("**{class}** | {n} |");
+        let line = md.lines().find(|l| l.contains(&row)).expect("total row");
+        let printed = format!("({hits}/{n}; 95 % {:.2}-{:.2})", recall_ci.0, recall_ci.1);
+        assert!(line.contains(&printed), "{line}");
     }
     // The choice was not trivial: the settings differ on this fold.
     let mut seen: Vec<String> = r["sweep"]

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use crate::audio::cues::{ClassCue, CueMap};
 use crate::audio::detector::{SoundEvent, WindowScorer};
 use crate::audio::pipeline::AudioPipeline;
+use crate::stats::{median, quantile};
 use crate::{Error, Result};
 
 /// A scorer that remembers the scores of every window it has seen (keyed by the window's exact
@@ -153,23 +154,6 @@ pub struct CueEvalReport {
     pub median_onset_latency_s: Option<f64>,
     /// 95th percentile (linear interpolation) of the same latencies.
     pub p95_onset_latency_s: Option<f64>,
-}
-
-/// Median of `v` (sorted copy); `None` when empty.
-pub fn median(v: &[f64]) -> Option<f64> {
-    quantile(v, 0.5)
-}
-
-/// Linear-interpolated quantile `q` in [0, 1] of `v`; `None` when empty.
-pub fn quantile(v: &[f64], q: f64) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    let pos = q.clamp(0.0, 1.0) * (s.len() - 1) as f64;
-    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-    Some(s[lo] + (s[hi] - s[lo]) * (pos - lo as f64))
 }
 
 /// Summarise clip results against the cue mapping.

@@ -11,13 +11,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use hlfp::audio::cues::{ClassCue, CueConfig, CueMap};
 use hlfp::audio::detector::{DetectorConfig, WindowScorer};
-use hlfp::audio::eval::{median, quantile, run_clip, sweep_detector_config, MemoScorer};
+use hlfp::audio::eval::{run_clip, sweep_detector_config, MemoScorer};
 use hlfp::audio::features::LogMelConfig;
 use hlfp::audio::operating_point::{apply, choose, OperatingPoint, SweepPoint};
 use hlfp::audio::pipeline::AudioPipeline;
 use hlfp::audio::sources::{label_kind, ClipSource, LabelKind};
 use hlfp::audio::streams::{concat, detections, mix_into, Detection, Stream, StreamClip};
 use hlfp::audio::wav::read_wav;
+use hlfp::stats::{median, poisson_rate_interval, quantile, wilson_interval};
 
 use super::eval_audio::{list_clips, Args};
 use super::listen::{build_pipeline, load_scorer};
@@ -113,12 +114,17 @@ impl Tally {
             let (h, n) = self.recall_mixed(c, None);
             let (hc, nc) = self.recall_clean(c, None);
             let lat = self.latencies(c, None);
+            let bg = self.bg_false.get(c).copied().unwrap_or(0);
             out.insert(
                 c.to_string(),
                 serde_json::json!({
                     "recall_mixed": h as f64 / n.max(1) as f64, "mixed_clips": n,
+                    "recall_mixed_hits": h,
+                    "recall_mixed_ci95": wilson_interval(h, n),
                     "recall_clean": hc as f64 / nc.max(1) as f64, "clean_clips": nc,
+                    "bg_false_cues": bg,
                     "bg_false_cues_per_min": self.bg_rate(c),
+                    "bg_false_cues_per_min_ci95": poisson_rate_interval(bg, self.bg_minutes),
                     "other_animal_false_cues_per_min": self.animal_rate(c),
                     "median_onset_latency_s": median(&lat),
                     "p95_onset_latency_s": quantile(&lat, 0.95),
@@ -473,7 +479,13 @@ fn per_source(t: &Tally) -> serde_json::Value {
     serde_json::Value::Object(out)
 }
 
-/// The per-source tables as Markdown (for the card and the notes).
+/// A 95 % interval as the tables print it.
+fn ci95(ci: Option<(f64, f64)>) -> String {
+    ci.map_or("-".into(), |(lo, hi)| format!("95 % {lo:.2}-{hi:.2}"))
+}
+
+/// The per-source tables as Markdown (for the card and the notes): the totals with 95 %
+/// intervals (Wilson for a recall, exact Poisson for a rate).
 fn markdown(t: &Tally, snr: f64) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
@@ -505,8 +517,9 @@ fn markdown(t: &Tally, snr: f64) -> String {
         let (hc, nc) = t.recall_clean(c, None);
         let _ = writeln!(
             s,
-            "| **all** | **{c}** | {n} | **{:.2}** ({h}/{n}) | {:.2} ({hc}/{nc}) | {} |",
+            "| **all** | **{c}** | {n} | **{:.2}** ({h}/{n}; {}) | {:.2} ({hc}/{nc}) | {} |",
             h as f64 / n.max(1) as f64,
+            ci95(wilson_interval(h, n)),
             hc as f64 / nc.max(1) as f64,
             lat(t.latencies(c, None))
         );
@@ -524,14 +537,17 @@ fn markdown(t: &Tally, snr: f64) -> String {
         };
         let _ = writeln!(s, "| {src} | {min:.1} | {} | {} |", f("cat"), f("dog"));
     }
+    let all = |c: &str| {
+        let k = t.bg_false.get(c).copied().unwrap_or(0);
+        let ci = ci95(poisson_rate_interval(k, t.bg_minutes));
+        format!("{k} ({:.2}/min; {ci})", t.bg_rate(c))
+    };
     let _ = writeln!(
         s,
-        "| **all** | {:.1} | {} ({:.2}/min) | {} ({:.2}/min) |",
+        "| **all** | {:.1} | {} | {} |",
         t.bg_minutes,
-        t.bg_false.get("cat").copied().unwrap_or(0),
-        t.bg_rate("cat"),
-        t.bg_false.get("dog").copied().unwrap_or(0),
-        t.bg_rate("dog")
+        all("cat"),
+        all("dog")
     );
     let _ = writeln!(
         s,
