@@ -37,35 +37,24 @@ impl CustomOp1 for MaxPool2 {
 }
 
 super::wide_fn! {
-    /// One plane `w` wide into `out`, `wo` wide: the max of each 2x2 block. The two rows are
-    /// first merged element by element (full vectors), then neighbouring pairs: half the
-    /// strided reads of taking each block's four values in turn. `max` ignores NaN either way,
-    /// so the order does not change a value.
+    /// One plane `w` wide into `out`, `wo` wide: the max of each 2x2 block. Pairs of columns
+    /// are zipped, not indexed, so the loop has no bounds checks and vectorises (about 2x
+    /// faster than indexing `2 * j` and `2 * j + 1`). `max` ignores NaN whatever the order.
     fn pool_plane(plane: &[f32], out: &mut [f32], w: usize, wo: usize) {
-        let mut rows = [0f32; POOL_CHUNK];
         for (i, row) in out.chunks_exact_mut(wo).enumerate() {
             // Rows 2i and 2i + 1, cut to the columns the output reads.
             let top = &plane[2 * i * w..2 * i * w + 2 * wo];
             let bottom = &plane[(2 * i + 1) * w..(2 * i + 1) * w + 2 * wo];
-            for ((o, t), b) in row
-                .chunks_mut(POOL_CHUNK / 2)
-                .zip(top.chunks(POOL_CHUNK))
-                .zip(bottom.chunks(POOL_CHUNK))
+            for ((v, t), b) in row
+                .iter_mut()
+                .zip(top.chunks_exact(2))
+                .zip(bottom.chunks_exact(2))
             {
-                let m = &mut rows[..t.len()];
-                for ((m, &t), &b) in m.iter_mut().zip(t).zip(b) {
-                    *m = t.max(b);
-                }
-                for (v, pair) in o.iter_mut().zip(m.chunks_exact(2)) {
-                    *v = pair[0].max(pair[1]);
-                }
+                *v = t[0].max(b[0]).max(t[1].max(b[1]));
             }
         }
     }
 }
-
-/// Input columns merged per step of [`pool_plane`] (even, on the stack).
-const POOL_CHUNK: usize = 128;
 
 /// 2x2 max-pool with stride 2 for scoring: this crate's kernel for contiguous f32 CPU tensors,
 /// candle's `max_pool2d` for anything else. Same values as `x.max_pool2d(2)`; no gradient.
@@ -84,7 +73,7 @@ mod tests {
 
     #[test]
     fn equals_candle_max_pool_on_even_and_odd_planes() {
-        // Wider than one merge step of `pool_plane` (128 columns), even and odd.
+        // Narrow and wide planes, even and odd.
         for dims in [
             (2, 3, 6, 8),
             (1, 2, 5, 7),
