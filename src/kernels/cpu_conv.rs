@@ -7,7 +7,7 @@
 //! f32. Weights are BatchNorm-folded `[out_c, in_c/groups * k * k]` (PyTorch's conv weight
 //! flattened), so the im2col rows are ordered (channel, ky, kx) to match.
 
-use super::depthwise::{correlate_plane, PlaneFilter};
+use super::depthwise::{correlate_plane, PlaneFilter, PlaneScratch};
 use crate::{Error, Result};
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -73,7 +73,7 @@ pub struct GemmConv {
 #[derive(Debug, Default)]
 pub struct Scratch {
     cols: Vec<f32>,
-    padded: Vec<f32>,
+    padded: PlaneScratch,
 }
 
 /// Run `c = a * b` with row-major `a: [m, k]`, `b: [k, n]`, `c: [m, n]`, each with its own row

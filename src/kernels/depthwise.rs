@@ -3,9 +3,10 @@
 //! A depthwise conv has one kxk filter per channel. As a grouped im2col + matmul it becomes one
 //! tiny (1 x k*k) by (k*k x H*W) product per channel, and candle's grouped `conv2d` runs one
 //! conv per channel: both spend their time on bookkeeping. Here each channel plane is k*k
-//! shifted multiply-adds over the whole plane as one flat array (zeroed copies stand in for
-//! the padding), in parallel over planes for large inputs ([`correlate_plane`], which the CPU
-//! engine's depthwise branch runs too, with its bias and ReLU). The backward pass is the same
+//! shifted multiply-adds over the whole plane as one flat array (a zero-padded copy and
+//! per-column masks stand in for the padding), in parallel over planes for large inputs
+//! ([`correlate_plane`], which the CPU engine's depthwise branch runs too, with its bias and
+//! ReLU). The backward pass is the same
 //! op with the kernel rotated by 180 degrees (input gradient) and a per-channel correlation of
 //! input and output gradient ([`DepthwiseWeightGrad`], weight gradient).
 
@@ -46,21 +47,51 @@ pub(crate) struct PlaneFilter<'a> {
     pub relu: bool,
 }
 
+/// Reusable buffers of [`correlate_plane`]: one zero-padded copy of the plane, and the edge
+/// masks of the geometry they were last built for (the same for every channel of a layer).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct PlaneScratch {
+    copy: Vec<f32>,
+    masks: Vec<f32>,
+    /// `(k, h, w)` of `masks`.
+    geometry: (usize, usize, usize),
+}
+
+impl PlaneScratch {
+    /// `k` masks of `h * w` values for tap column `kx`: 1 where output column `x` reads inside
+    /// the row (`0 <= x + kx - k / 2 < w`), else 0. Built once per geometry.
+    fn ensure_masks(&mut self, k: usize, h: usize, w: usize) {
+        if self.geometry != (k, h, w) || self.masks.len() != k * h * w {
+            let p = k / 2;
+            self.masks.clear();
+            for kx in 0..k {
+                for q in 0..h * w {
+                    let x = (q % w + kx) as isize - p as isize;
+                    self.masks
+                        .push(if x >= 0 && x < w as isize { 1.0 } else { 0.0 });
+                }
+            }
+            self.geometry = (k, h, w);
+        }
+    }
+}
+
 /// `out = act(taps (*) plane + bias)` for one channel plane, "same" padding, in one long flat
 /// pass instead of one short pass per row (the audio planes are 4 to 32 mel bins wide).
 ///
 /// Seen as one flat array with `p = k / 2` zero rows (and `p` zeros) above and below, each
 /// output is a sum of `k * k` shifted slices of the plane, except that a tap `s = kx - p`
-/// columns to the side reads across a row's end in the `|s|` columns nearest that side. It reads
-/// there only columns no correct read of that tap ever touches (the last `|s|` columns for a tap
-/// to the left, the first `s` for one to the right), so each tap column `kx` reads its own copy
-/// of the plane with those columns set to zero: the padding a direct loop would read. Taps,
-/// bias and ReLU are applied in the same order as a direct loop, so the values are equal.
+/// columns to the side reads across a row's end in the `|s|` output columns nearest that side.
+/// There the value read is multiplied by its tap column's mask, 0 (1 elsewhere): the padding
+/// a direct loop would read, for finite inputs (a value times 0 is a zero, times 1 itself).
+/// Taps, bias and ReLU are applied in the same order as a direct loop, so the values are equal
+/// (a zero may differ in sign, which `==` does not see). The masks depend only on the geometry,
+/// so one copy of each plane is all the per-channel work besides the pass.
 pub(crate) fn correlate_plane(
     plane: &[f32],
     f: PlaneFilter,
     (h, w): (usize, usize),
-    scratch: &mut Vec<f32>,
+    scratch: &mut PlaneScratch,
     out: &mut [f32],
 ) {
     if h == 0 || w == 0 {
@@ -71,38 +102,27 @@ pub(crate) fn correlate_plane(
     let n = h * w;
     let len = n + 2 * lead;
     // Every value is written below: growing the buffer is the only fill.
-    if scratch.len() < k * len {
-        scratch.resize(k * len, 0.0);
+    if scratch.copy.len() < len {
+        scratch.copy.resize(len, 0.0);
     }
-    for (kx, copy) in scratch[..k * len].chunks_exact_mut(len).enumerate() {
-        copy[..lead].fill(0.0);
-        copy[lead..lead + n].copy_from_slice(plane);
-        copy[lead + n..].fill(0.0);
-        // The columns this tap column reads only across a row's end.
-        let cols = if kx < p {
-            w.saturating_sub(p - kx)..w
-        } else {
-            0..(kx - p).min(w)
-        };
-        for j in cols {
-            copy[lead + j..lead + n]
-                .iter_mut()
-                .step_by(w)
-                .for_each(|v| *v = 0.0);
-        }
-    }
-    correlate_flat(&scratch[..k * len], len, out, f, w);
+    let copy = &mut scratch.copy[..len];
+    copy[..lead].fill(0.0);
+    copy[lead..lead + n].copy_from_slice(plane);
+    copy[lead + n..].fill(0.0);
+    scratch.ensure_masks(k, h, w);
+    correlate_flat(&scratch.copy[..len], &scratch.masks, out, f, w);
 }
 
 super::wide_fn! {
-    /// The flat pass of [`correlate_plane`]: `out[q] = act(sum over taps of t * copies[kx][q +
-    /// ky * w + kx] + bias)`, `copies` the `k` plane copies of `len` values each.
-    fn correlate_flat(copies: &[f32], len: usize, out: &mut [f32], f: PlaneFilter, w: usize) {
+    /// The flat pass of [`correlate_plane`]: `out[q] = act(sum over taps of t * copy[q + ky *
+    /// w + kx] * masks[kx][q] + bias)`, the mask skipped for the centre column (all ones).
+    fn correlate_flat(copy: &[f32], masks: &[f32], out: &mut [f32], f: PlaneFilter, w: usize) {
         let (k, n) = (f.k, out.len());
         let shifted = |ky: usize, kx: usize| {
-            let at = kx * len + ky * w + kx;
-            &copies[at..at + n]
+            let at = ky * w + kx;
+            &copy[at..at + n]
         };
+        let mask = |kx: usize| &masks[kx * n..(kx + 1) * n];
         let finish = |v: f32| {
             let v = v + f.bias;
             if f.relu {
@@ -115,28 +135,30 @@ super::wide_fn! {
             let (a0, a1, a2) = (shifted(0, 0), shifted(0, 1), shifted(0, 2));
             let (b0, b1, b2) = (shifted(1, 0), shifted(1, 1), shifted(1, 2));
             let (c0, c1, c2) = (shifted(2, 0), shifted(2, 1), shifted(2, 2));
+            let (left, right) = (mask(0), mask(2));
             let t = &f.taps[..9];
             for j in 0..n {
-                let v = t[0] * a0[j]
+                let (l, r) = (left[j], right[j]);
+                let v = t[0] * (a0[j] * l)
                     + t[1] * a1[j]
-                    + t[2] * a2[j]
-                    + t[3] * b0[j]
+                    + t[2] * (a2[j] * r)
+                    + t[3] * (b0[j] * l)
                     + t[4] * b1[j]
-                    + t[5] * b2[j]
-                    + t[6] * c0[j]
+                    + t[5] * (b2[j] * r)
+                    + t[6] * (c0[j] * l)
                     + t[7] * c1[j]
-                    + t[8] * c2[j];
+                    + t[8] * (c2[j] * r);
                 out[j] = finish(v);
             }
         } else {
             let t0 = f.taps[0];
-            for (o, v) in out.iter_mut().zip(shifted(0, 0)) {
-                *o = t0 * v;
+            for ((o, v), m) in out.iter_mut().zip(shifted(0, 0)).zip(mask(0)) {
+                *o = t0 * (v * m);
             }
             for tap in 1..k * k {
-                let t = f.taps[tap];
-                for (o, v) in out.iter_mut().zip(shifted(tap / k, tap % k)) {
-                    *o += t * v;
+                let (t, kx) = (f.taps[tap], tap % k);
+                for ((o, v), m) in out.iter_mut().zip(shifted(tap / k, kx)).zip(mask(kx)) {
+                    *o += t * (v * m);
                 }
             }
             out.iter_mut().for_each(|o| *o = finish(*o));
@@ -164,7 +186,7 @@ impl CustomOp2 for Depthwise {
         if hw == 0 {
             return Ok((CpuStorage::F32(out), Shape::from((b, c, h, w))));
         }
-        let plane = |padded: &mut Vec<f32>, (bc, (o, x)): (usize, (&mut [f32], &[f32]))| {
+        let plane = |padded: &mut PlaneScratch, (bc, (o, x)): (usize, (&mut [f32], &[f32]))| {
             let ch = bc % c;
             let f = PlaneFilter {
                 taps: &wt[ch * k * k..(ch + 1) * k * k],
@@ -175,7 +197,7 @@ impl CustomOp2 for Depthwise {
             correlate_plane(x, f, (h, w), padded, o)
         };
         if out.len() < PARALLEL_MIN_VALUES {
-            let mut padded = Vec::new();
+            let mut padded = PlaneScratch::default();
             out.chunks_mut(hw)
                 .zip(x.chunks(hw))
                 .enumerate()
@@ -184,7 +206,7 @@ impl CustomOp2 for Depthwise {
             out.par_chunks_mut(hw)
                 .zip(x.par_chunks(hw))
                 .enumerate()
-                .for_each_with(Vec::new(), plane);
+                .for_each_with(PlaneScratch::default(), plane);
         }
         Ok((CpuStorage::F32(out), Shape::from((b, c, h, w))))
     }
@@ -308,7 +330,7 @@ mod tests {
     /// engine's thread-local scratch is, layer after layer).
     #[test]
     fn flat_pass_equals_a_direct_loop_exactly_with_a_reused_scratch() {
-        let mut scratch = Vec::new();
+        let mut scratch = PlaneScratch::default();
         for (h, w, k, relu) in [
             (48, 32, 3, true),
             (24, 16, 3, false),
