@@ -132,7 +132,7 @@ fn parallelism(threads: usize) -> Parallelism {
 impl GemmConv {
     /// Build from folded weights, checking their sizes.
     pub fn new(spec: ConvSpec, weight: Vec<f32>, bias: Vec<f32>) -> Result<Self> {
-        // No input channels would leave the GEMM nothing to write its output with.
+        // A conv with no input channels has nothing to convolve: refused like a bad group count.
         if spec.groups == 0
             || spec.in_c == 0
             || spec.in_c % spec.groups != 0
