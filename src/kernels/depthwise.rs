@@ -6,9 +6,9 @@
 //! shifted multiply-adds over the whole plane as one flat array (a zero-padded copy and
 //! per-column masks stand in for the padding), in parallel over planes for large inputs
 //! ([`correlate_plane`], which the CPU engine's depthwise branch runs too, with its bias and
-//! ReLU). The backward pass is the same
-//! op with the kernel rotated by 180 degrees (input gradient) and a per-channel correlation of
-//! input and output gradient ([`DepthwiseWeightGrad`], weight gradient).
+//! ReLU). The backward pass is the same op with the kernel rotated by 180 degrees (input
+//! gradient) and a per-channel correlation of input and output gradient
+//! ([`DepthwiseWeightGrad`], weight gradient).
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
@@ -61,7 +61,7 @@ impl PlaneScratch {
     /// `k` masks of `h * w` values for tap column `kx`: 1 where output column `x` reads inside
     /// the row (`0 <= x + kx - k / 2 < w`), else 0. Built once per geometry.
     fn ensure_masks(&mut self, k: usize, h: usize, w: usize) {
-        if self.geometry != (k, h, w) || self.masks.len() != k * h * w {
+        if self.geometry != (k, h, w) {
             let p = k / 2;
             self.masks.clear();
             for kx in 0..k {

@@ -516,8 +516,6 @@ impl ConvLayer for EngineConv {
                 })
             })?
         };
-        drop(rs);
-        drop(xs);
         Tensor::from_vec(out, (b, s.out_c, ho, wo), x.device())
     }
 
