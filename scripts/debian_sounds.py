@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Extra training sounds from Debian packages: cats, dogs and hard negatives from eight sources.
+"""Sounds from Debian packages: training sounds from eight packages, held-out background from eight more.
 
 Educational software and games in Debian ship recorded sound effects: Scratch's sound library,
 Tux Paint's stamp sounds, GCompris's farm animals, qABCs's noises, and a few games. They hold a
@@ -13,12 +13,22 @@ picks the sounds by an explicit table of file names, decodes them to 16 kHz mono
     OUT/<label>/<source>_<name>.wav      (the layout `hlfp train-audio --data` reads)
     OUT/manifest.csv                     (file, label, package, version, path, licence)
 
-Every source here is a training source only: the held-out test folds stay as they were, so
-results stay comparable with earlier models. Labels: `cat`, `dog`, the existing labels where a
+Every source of the default set is a training source only: the held-out test folds stay as
+they were, so results stay comparable with earlier models.
+
+`--heldout` takes eight *other* packages instead, none of them ever a training source: real
+speech (telephone prompts, game dialogue, spoken words, letters and syllables in a dozen
+languages, cartoon voices), typing, and foley and city sounds (doors, footsteps, fire, water,
+trains, traffic, industry). Files whose name suggests animals might be in them (farms, parks,
+gardens, homes) are left out, and each package contributes at most HELDOUT_MINUTES. It is
+background that no model here has heard, for measuring false cues per minute: it writes the
+same layout plus `OUT/list.txt`, every clip as `<OUT's name>/<label>/<file>`, for
+`hlfp eval-audio --data <OUT's parent> --fold MODEL:OUT/list.txt`. Labels: `cat`, `dog`, the existing labels where a
 file name says what it is (`crying_baby`, `sneezing`, `rooster`, `bird`, ...), `animal` for other
 animals and `sfx` for every other sound. Deterministic: same packages, same files, same bytes.
 
     python3 scripts/debian_sounds.py --out ../audio_debian      # needs apt-get, dpkg-deb
+    python3 scripts/debian_sounds.py --heldout --out ../audio_heldout
     pip install soundfile scipy numpy                           # decoders and resampler
 """
 import argparse
@@ -51,6 +61,31 @@ PACKAGES = {
     "etw-data": ("3.6+svn162-6", "etw", None),
     "scorched3d-data": ("44+dfsg-8", "scorched3d", None),
 }
+
+# Held-out background: package -> (version, source prefix, subtrees, label, files left out).
+HELDOUT_PACKAGES = {
+    "asterisk-core-sounds-en-wav": ("1.6.1-1", "asterisk", ["usr/share/asterisk/sounds"],
+                                    "speech", r"/silence/"),
+    "fillets-ng-data-nl": ("1.0.1-1.1", "fillets", ["usr/share/games/fillets-ng/sound"],
+                           "speech", None),
+    "ktuberling-data": ("4:22.12.3-1", "ktuberling", ["usr/share/ktuberling/sounds"],
+                        "speech", None),
+    "klettres-data": ("4:22.12.3-1", "klettres", ["usr/share/klettres"], "speech", None),
+    "hedgewars-data": ("1.0.2-6", "hedgewars", ["usr/share/games/hedgewars/Data/Sounds/voices"],
+                       "speech", None),
+    "bucklespring-data": ("1.4.0-2", "bucklespring", ["usr/share/buckle/wav"],
+                          "keyboard_typing", None),
+    "minetest-data": ("5.6.1+dfsg+~1.9.0mt8+dfsg-2", "minetest",
+                      ["usr/share/games/minetest/games/minetest_game/mods"], "sfx", None),
+    "lincity-ng-data": ("2.9~git20150314-5", "lincity", ["usr/share/games/lincity-ng/sounds"],
+                        "sfx", r"Farm|Commune|Green|Parkland|Residential|Shanty"),
+}
+HELDOUT_MINUTES = 8.0
+
+# Speech in the training packages (Tux Paint's spoken stamp descriptions, letters and numbers,
+# in a dozen languages): label `speech` with `--speech-minutes M` (at most M minutes per
+# package, a spread over the package), skipped otherwise (the shipped models' data).
+SPEECH = re.compile(r"(_desc|/alphabets/|/math/)")
 
 # Files never used: speech (spoken letters, digits, descriptions, words), music loops that
 # are long songs, and animals a user might call a dog or a cat (wolves, foxes, cartoon dogs).
@@ -166,16 +201,42 @@ def licence_of(root, pkg):
     return "; ".join(lic) or "see the package's copyright file"
 
 
+def candidates(root, subtrees):
+    """(path in the package, path or file object) of every sound under `subtrees` of `root`."""
+    found = []
+    for sub in subtrees or [""]:
+        for dirpath, _, files in os.walk(os.path.join(root, sub)):
+            for f in files:
+                full = os.path.join(dirpath, f)
+                rel = os.path.relpath(full, root)
+                if f.endswith(".rcc"):
+                    for name, raw in rcc_files(full):
+                        if name.lower().endswith(AUDIO):
+                            found.append((f"{rel}:{name}", io.BytesIO(raw)))
+                elif f.lower().endswith(AUDIO):
+                    found.append((rel, full))
+    return sorted(found, key=lambda f: f[0])
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True, help="output directory (e.g. ../audio_debian)")
     ap.add_argument("--debs", help="directory with the .deb files already downloaded")
+    ap.add_argument("--heldout", action="store_true",
+                    help="the held-out background packages instead of the training ones")
+    ap.add_argument("--speech-minutes", type=float, default=0.0,
+                    help="training packages: keep up to this much of their speech as `speech`")
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="debian_sounds_")
     debs = args.debs or os.path.join(work, "debs")
     os.makedirs(debs, exist_ok=True)
+    if args.heldout:
+        table = {k: (v, src, sub, (lab, skip)) for k, (v, src, sub, lab, skip)
+                 in HELDOUT_PACKAGES.items()}
+    else:
+        table = {k: (v, src, sub, None) for k, (v, src, sub) in PACKAGES.items()}
     rows = []
-    for pkg, (ver, source, subtrees) in PACKAGES.items():
+    for pkg, (ver, source, subtrees, heldout) in table.items():
         deb = [f for f in os.listdir(debs) if f.startswith(pkg + "_")]
         if not deb:
             subprocess.run(["apt-get", "download", f"{pkg}={ver}"], cwd=debs, check=True)
@@ -183,23 +244,27 @@ def main():
         root = os.path.join(work, pkg)
         subprocess.run(["dpkg-deb", "-x", os.path.join(debs, deb[0]), root], check=True)
         licence = licence_of(root, pkg)
-        found = []
-        for sub in subtrees or [""]:
-            for dirpath, _, files in os.walk(os.path.join(root, sub)):
-                for f in files:
-                    full = os.path.join(dirpath, f)
-                    rel = os.path.relpath(full, root)
-                    if f.endswith(".rcc"):
-                        for name, raw in rcc_files(full):
-                            if name.lower().endswith(AUDIO):
-                                found.append((f"{rel}:{name}", io.BytesIO(raw)))
-                    elif f.lower().endswith(AUDIO):
-                        found.append((rel, full))
-        n, used = 0, set()
-        for rel, path in sorted(found, key=lambda f: f[0]):
-            label = label_of(rel)
-            if label is None:
-                continue
+        found = candidates(root, subtrees)
+        # Capped files come as a spread over the package (speakers, languages, scenes) rather
+        # than its first folders: in the order of a hash of their path, after the others.
+        def capped(rel):
+            return heldout is not None or (args.speech_minutes > 0 and SPEECH.search(rel))
+
+        found.sort(key=lambda f: (1, zlib.crc32(f[0].encode()), f[0]) if capped(f[0])
+                   else (0, 0, f[0]))
+        cap = HELDOUT_MINUTES * 60 if heldout else args.speech_minutes * 60
+        n, used, seconds = 0, set(), 0.0
+        for rel, path in found:
+            if heldout:
+                label, skip = heldout
+                if skip and re.search(skip, rel):
+                    continue
+            elif capped(rel):
+                label = "speech"
+            else:
+                label = label_of(rel)
+                if label is None:
+                    continue
             try:
                 x = to_16k_mono(path)
             except Exception as e:  # a file libsndfile cannot read is reported and skipped
@@ -207,6 +272,10 @@ def main():
                 continue
             if len(x) < MIN_S * RATE or np.max(np.abs(x)) < 1e-4:
                 continue
+            if capped(rel):
+                if seconds + len(x) / RATE > cap:
+                    break
+                seconds += len(x) / RATE
             parts = os.path.splitext(rel.replace(":", "/"))[0].split("/")[-2:]
             stem = re.sub(r"[^A-Za-z0-9]+", "-", "-".join(parts)).strip("-")
             name = f"{source}_{stem}.wav"
@@ -218,12 +287,16 @@ def main():
             sf.write(os.path.join(args.out, label, name), x, RATE, subtype="PCM_16")
             rows.append([f"{label}/{name}", label, pkg, ver, rel, licence, f"{len(x) / RATE:.3f}"])
             n += 1
-        print(f"{pkg} {ver}: {n} clips", file=sys.stderr)
+        print(f"{pkg} {ver}: {n} clips ({seconds / 60:.1f} min capped)", file=sys.stderr)
     rows.sort()
     with open(os.path.join(args.out, "manifest.csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["file", "label", "package", "version", "path", "license", "duration_s"])
         w.writerows(rows)
+    if args.heldout:
+        top = os.path.basename(os.path.normpath(args.out))
+        with open(os.path.join(args.out, "list.txt"), "w") as f:
+            f.writelines(f"{top}/{r[0]}\n" for r in rows)
     counts = {}
     for r in rows:
         counts[r[1]] = counts.get(r[1], 0) + 1

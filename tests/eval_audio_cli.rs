@@ -218,6 +218,39 @@ fn the_chosen_operating_point_is_what_the_written_cue_file_runs() -> anyhow::Res
         let printed = format!("({hits}/{n}; 95 % {:.2}-{:.2})", recall_ci.0, recall_ci.1);
         assert!(line.contains(&printed), "{line}");
     }
+    // Every false cue on the background is put down to the clip that was playing, and the
+    // report lists those clips: here the rain with a chirp in it.
+    let clips = again["bg_false_cue_clips"]
+        .as_array()
+        .expect("false cue clips");
+    let mut attributed = 0;
+    for c in classes {
+        let class = c["class"].as_str().unwrap();
+        let listed: u64 = clips
+            .iter()
+            .filter(|r| r["class"] == class)
+            .map(|r| r["cues"].as_u64().unwrap())
+            .sum();
+        assert_eq!(
+            listed,
+            again["operating_point"][class]["bg_false_cues"]
+                .as_u64()
+                .unwrap(),
+            "{class}: {clips:?}"
+        );
+        attributed += listed;
+    }
+    assert!(attributed > 0, "no false cue to attribute: {again}");
+    for r in clips {
+        let clip = r["clip"].as_str().unwrap();
+        assert!(clip.starts_with("rain/syn_rain"), "{clip}");
+        let row = format!(
+            "| {clip} | {} | {} |",
+            r["class"].as_str().unwrap(),
+            r["cues"]
+        );
+        assert!(md.contains(&row), "{row} not in\n{md}");
+    }
     // The choice was not trivial: the settings differ on this fold.
     let mut seen: Vec<String> = r["sweep"]
         .as_array()

@@ -36,6 +36,8 @@ struct Tally {
     bg_false: BTreeMap<String, usize>,
     /// "source/class" -> false cues.
     bg_false_per_source: BTreeMap<String, usize>,
+    /// (class, clip playing when it fired) of every false cue on the background, in order.
+    bg_false_clips: Vec<(String, String)>,
     /// other-animal label -> minutes.
     animal_minutes: BTreeMap<String, f64>,
     /// "label/class" -> false cues on that animal's stream.
@@ -57,6 +59,7 @@ impl Tally {
         for (k, v) in o.bg_false_per_source {
             *self.bg_false_per_source.entry(k).or_default() += v;
         }
+        self.bg_false_clips.extend(o.bg_false_clips);
         for (k, v) in o.animal_minutes {
             *self.animal_minutes.entry(k).or_default() += v;
         }
@@ -247,6 +250,8 @@ fn run_setting<S: WindowScorer>(
             *t.bg_false_per_source
                 .entry(format!("{}/{}", seg.source, c.class))
                 .or_default() += 1;
+            t.bg_false_clips
+                .push((c.class.clone(), seg.rel_path.clone()));
         }
     }
     for a in &fold.animals {
@@ -343,6 +348,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         "mix_snr_db": args.mix_snr_db,
         "operating_point": op_total.summary(),
         "per_source": per_source(&op_total),
+        "bg_false_cue_clips": false_cue_clips(&op_total),
         "other_animals": op_total.animal_false,
         "other_animal_minutes": op_total.animal_minutes,
         "sweep": sweep,
@@ -480,6 +486,22 @@ fn per_source(t: &Tally) -> serde_json::Value {
 }
 
 /// A 95 % interval as the tables print it.
+/// The background clips that raised false cues at the operating point, most cues first: what a
+/// user would listen to before changing thresholds or adding training data.
+fn false_cue_clips(t: &Tally) -> Vec<serde_json::Value> {
+    let mut n: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    for (class, clip) in &t.bg_false_clips {
+        *n.entry((clip.as_str(), class.as_str())).or_default() += 1;
+    }
+    let mut rows: Vec<_> = n.into_iter().collect();
+    rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    rows.into_iter()
+        .map(
+            |((clip, class), cues)| serde_json::json!({"clip": clip, "class": class, "cues": cues}),
+        )
+        .collect()
+}
+
 fn ci95(ci: Option<(f64, f64)>) -> String {
     ci.map_or("-".into(), |(lo, hi)| format!("95 % {lo:.2}-{hi:.2}"))
 }
@@ -549,6 +571,22 @@ fn markdown(t: &Tally, snr: f64) -> String {
         all("cat"),
         all("dog")
     );
+    let clips = false_cue_clips(t);
+    if !clips.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n| background clip playing at a false cue | cue | cues |\n| --- | --- | ---: |"
+        );
+        for r in &clips {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} |",
+                r["clip"].as_str().unwrap_or_default(),
+                r["class"].as_str().unwrap_or_default(),
+                r["cues"]
+            );
+        }
+    }
     let _ = writeln!(
         s,
         "\n| other animal | minutes | false cat cues / min | false dog cues / min |\n| --- | ---: | ---: | ---: |"
