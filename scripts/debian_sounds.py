@@ -87,6 +87,17 @@ HELDOUT_MINUTES = 8.0
 # package, a spread over the package), skipped otherwise (the shipped models' data).
 SPEECH = re.compile(r"(_desc|/alphabets/|/math/)")
 
+# With `--speech-minutes`, two more training packages for their human cries alone (shouts,
+# grunts, groans, laughs of people and of humanoid game characters voiced by people), labelled
+# `speech`: package -> (version, source prefix, subtrees, files taken).
+VOICE_PACKAGES = {
+    "wesnoth-1.16-data": ("1:1.16.9-1", "wesnoth", ["usr/share/games/wesnoth/1.16/data/core/sounds"],
+                          r"/((human|dwarf|elf|orc|goblin|ogre)[-a-z]*-(hit|die)(-\d)?|groan"
+                          r"|dwarf-laugh)\.(ogg|wav)$"),
+    "warmux-data": ("1:11.04.1+repack2-4", "warmux", ["usr/share/games/warmux/sound"],
+                    r"/voices/"),
+}
+
 # Files never used: speech (spoken letters, digits, descriptions, words), music loops that
 # are long songs, and animals a user might call a dog or a cat (wolves, foxes, cartoon dogs).
 SKIP = re.compile(
@@ -231,12 +242,16 @@ def main():
     debs = args.debs or os.path.join(work, "debs")
     os.makedirs(debs, exist_ok=True)
     if args.heldout:
-        table = {k: (v, src, sub, (lab, skip)) for k, (v, src, sub, lab, skip)
+        table = {k: (v, src, sub, (lab, skip, None)) for k, (v, src, sub, lab, skip)
                  in HELDOUT_PACKAGES.items()}
     else:
         table = {k: (v, src, sub, None) for k, (v, src, sub) in PACKAGES.items()}
+        if args.speech_minutes > 0:
+            table.update({k: (v, src, sub, ("speech", None, take)) for k, (v, src, sub, take)
+                          in VOICE_PACKAGES.items()})
     rows = []
-    for pkg, (ver, source, subtrees, heldout) in table.items():
+    # `fixed`: every file taken gets one label, (label, files left out, files taken).
+    for pkg, (ver, source, subtrees, fixed) in table.items():
         deb = [f for f in os.listdir(debs) if f.startswith(pkg + "_")]
         if not deb:
             subprocess.run(["apt-get", "download", f"{pkg}={ver}"], cwd=debs, check=True)
@@ -247,17 +262,19 @@ def main():
         found = candidates(root, subtrees)
         # Capped files come as a spread over the package (speakers, languages, scenes) rather
         # than its first folders: in the order of a hash of their path, after the others.
+        heldout = args.heldout
+
         def capped(rel):
-            return heldout is not None or (args.speech_minutes > 0 and SPEECH.search(rel))
+            return heldout or (args.speech_minutes > 0 and SPEECH.search(rel))
 
         found.sort(key=lambda f: (1, zlib.crc32(f[0].encode()), f[0]) if capped(f[0])
                    else (0, 0, f[0]))
         cap = HELDOUT_MINUTES * 60 if heldout else args.speech_minutes * 60
         n, used, seconds = 0, set(), 0.0
         for rel, path in found:
-            if heldout:
-                label, skip = heldout
-                if skip and re.search(skip, rel):
+            if fixed:
+                label, skip, take = fixed
+                if (skip and re.search(skip, rel)) or (take and not re.search(take, rel)):
                     continue
             elif capped(rel):
                 label = "speech"

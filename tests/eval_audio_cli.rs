@@ -241,6 +241,11 @@ fn the_chosen_operating_point_is_what_the_written_cue_file_runs() -> anyhow::Res
         attributed += listed;
     }
     assert!(attributed > 0, "no false cue to attribute: {again}");
+    // No other-animal clips on this fold: zero minutes of them, printed as such.
+    assert_eq!(
+        again["operating_point"]["other_animal_minutes"].to_string(),
+        "0.0"
+    );
     for r in clips {
         let clip = r["clip"].as_str().unwrap();
         assert!(clip.starts_with("rain/syn_rain"), "{clip}");

@@ -137,7 +137,8 @@ impl Tally {
         out.insert("bg_minutes".into(), self.bg_minutes.into());
         out.insert(
             "other_animal_minutes".into(),
-            self.animal_minutes.values().sum::<f64>().into(),
+            // A float sum starts at -0.0: no animal streams would print "-0.0" minutes.
+            self.animal_minutes.values().fold(0.0, |a, m| a + m).into(),
         );
         serde_json::Value::Object(out)
     }
