@@ -486,7 +486,6 @@ fn per_source(t: &Tally) -> serde_json::Value {
     serde_json::Value::Object(out)
 }
 
-/// A 95 % interval as the tables print it.
 /// The background clips that raised false cues at the operating point, most cues first: what a
 /// user would listen to before changing thresholds or adding training data.
 fn false_cue_clips(t: &Tally) -> Vec<serde_json::Value> {
@@ -503,6 +502,7 @@ fn false_cue_clips(t: &Tally) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// A 95 % interval as the tables print it.
 fn ci95(ci: Option<(f64, f64)>) -> String {
     ci.map_or("-".into(), |(lo, hi)| format!("95 % {lo:.2}-{hi:.2}"))
 }
