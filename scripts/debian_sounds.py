@@ -14,7 +14,10 @@ picks the sounds by an explicit table of file names, decodes them to 16 kHz mono
     OUT/manifest.csv                     (file, label, package, version, path, licence)
 
 Every source of the default set is a training source only: the held-out test folds stay as
-they were, so results stay comparable with earlier models.
+they were, so results stay comparable with earlier models. Labels: `cat`, `dog`, the existing
+labels where a file name says what it is (`crying_baby`, `sneezing`, `rooster`, `bird`, ...),
+`animal` for other animals and `sfx` for every other sound. `--speech-minutes M` also keeps
+their speech and two more games' human cries as `speech` (not in the shipped models' data).
 
 `--heldout` takes eight *other* packages instead, none of them ever a training source: real
 speech (telephone prompts, game dialogue, spoken words, letters and syllables in a dozen
@@ -23,9 +26,9 @@ trains, traffic, industry). Files whose name suggests animals might be in them (
 gardens, homes) are left out, and each package contributes at most HELDOUT_MINUTES. It is
 background that no model here has heard, for measuring false cues per minute: it writes the
 same layout plus `OUT/list.txt`, every clip as `<OUT's name>/<label>/<file>`, for
-`hlfp eval-audio --data <OUT's parent> --fold MODEL:OUT/list.txt`. Labels: `cat`, `dog`, the existing labels where a
-file name says what it is (`crying_baby`, `sneezing`, `rooster`, `bird`, ...), `animal` for other
-animals and `sfx` for every other sound. Deterministic: same packages, same files, same bytes.
+`hlfp eval-audio --data <OUT's parent> --fold MODEL:OUT/list.txt`.
+
+Deterministic: same packages, same files, same bytes.
 
     python3 scripts/debian_sounds.py --out ../audio_debian      # needs apt-get, dpkg-deb
     python3 scripts/debian_sounds.py --heldout --out ../audio_heldout
@@ -249,6 +252,12 @@ def main():
         if args.speech_minutes > 0:
             table.update({k: (v, src, sub, ("speech", None, take)) for k, (v, src, sub, take)
                           in VOICE_PACKAGES.items()})
+    # Capped files come as a spread over a package (speakers, languages, scenes) rather than
+    # its first folders: in the order of a hash of their path, after the others.
+    def capped(rel):
+        return args.heldout or (args.speech_minutes > 0 and SPEECH.search(rel))
+
+    cap = HELDOUT_MINUTES * 60 if args.heldout else args.speech_minutes * 60
     rows = []
     # `fixed`: every file taken gets one label, (label, files left out, files taken).
     for pkg, (ver, source, subtrees, fixed) in table.items():
@@ -260,16 +269,8 @@ def main():
         subprocess.run(["dpkg-deb", "-x", os.path.join(debs, deb[0]), root], check=True)
         licence = licence_of(root, pkg)
         found = candidates(root, subtrees)
-        # Capped files come as a spread over the package (speakers, languages, scenes) rather
-        # than its first folders: in the order of a hash of their path, after the others.
-        heldout = args.heldout
-
-        def capped(rel):
-            return heldout or (args.speech_minutes > 0 and SPEECH.search(rel))
-
         found.sort(key=lambda f: (1, zlib.crc32(f[0].encode()), f[0]) if capped(f[0])
                    else (0, 0, f[0]))
-        cap = HELDOUT_MINUTES * 60 if heldout else args.speech_minutes * 60
         n, used, seconds = 0, set(), 0.0
         for rel, path in found:
             if fixed:
