@@ -349,7 +349,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         "mix_snr_db": args.mix_snr_db,
         "operating_point": op_total.summary(),
         "per_source": per_source(&op_total),
-        "bg_false_cue_clips": false_cue_clips(&op_total),
+        "bg_false_cue_clips": false_cue_clips(&op_total)
+            .iter()
+            .map(|(clip, class, cues)| serde_json::json!({"clip": clip, "class": class, "cues": cues}))
+            .collect::<Vec<_>>(),
         "other_animals": op_total.animal_false,
         "other_animal_minutes": op_total.animal_minutes,
         "sweep": sweep,
@@ -486,20 +489,19 @@ fn per_source(t: &Tally) -> serde_json::Value {
     serde_json::Value::Object(out)
 }
 
-/// The background clips that raised false cues at the operating point, most cues first: what a
-/// user would listen to before changing thresholds or adding training data.
-fn false_cue_clips(t: &Tally) -> Vec<serde_json::Value> {
+/// The background clips that raised false cues at the operating point as (clip, class, cues),
+/// most cues first: what a user would listen to before changing thresholds or adding data.
+fn false_cue_clips(t: &Tally) -> Vec<(&str, &str, usize)> {
     let mut n: BTreeMap<(&str, &str), usize> = BTreeMap::new();
     for (class, clip) in &t.bg_false_clips {
         *n.entry((clip.as_str(), class.as_str())).or_default() += 1;
     }
-    let mut rows: Vec<_> = n.into_iter().collect();
-    rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    rows.into_iter()
-        .map(
-            |((clip, class), cues)| serde_json::json!({"clip": clip, "class": class, "cues": cues}),
-        )
-        .collect()
+    let mut rows: Vec<_> = n
+        .into_iter()
+        .map(|((clip, class), k)| (clip, class, k))
+        .collect();
+    rows.sort_by(|a, b| b.2.cmp(&a.2).then((a.0, a.1).cmp(&(b.0, b.1))));
+    rows
 }
 
 /// A 95 % interval as the tables print it.
@@ -578,14 +580,8 @@ fn markdown(t: &Tally, snr: f64) -> String {
             s,
             "\n| background clip playing at a false cue | cue | cues |\n| --- | --- | ---: |"
         );
-        for r in &clips {
-            let _ = writeln!(
-                s,
-                "| {} | {} | {} |",
-                r["clip"].as_str().unwrap_or_default(),
-                r["class"].as_str().unwrap_or_default(),
-                r["cues"]
-            );
+        for (clip, class, cues) in &clips {
+            let _ = writeln!(s, "| {clip} | {class} | {cues} |");
         }
     }
     let _ = writeln!(
